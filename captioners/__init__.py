@@ -1,0 +1,1 @@
+"""captioners: see the package modules."""

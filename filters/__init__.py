@@ -1,0 +1,1 @@
+"""filters: see the package modules."""

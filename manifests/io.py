@@ -1,0 +1,113 @@
+"""Per-stage Parquet manifests: atomic writes, reads and shard-local joins on sample_id."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests import schema as S
+from manifests.layout import RunLayout
+from manifests.report import ShardReport
+
+
+def _temp_beside(path: Path) -> Path:
+    # Same directory, so the final os.replace is an atomic rename on one filesystem.
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+
+def write_bytes_atomic(data: bytes, path: Path) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def write_text_atomic(text: str, path: Path) -> None:
+    write_bytes_atomic(text.encode("utf-8"), path)
+
+
+def write_table_atomic(table: pa.Table, path: Path) -> None:
+    """Write a Parquet manifest atomically (zstd: small and fast to re-read)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(path)
+    pq.write_table(table, tmp, compression="zstd")
+    os.replace(tmp, path)
+
+
+def read_manifest(
+    layout: RunLayout, stage: str, shard: int, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """One stage's manifest for one shard; a missing file is a clear error."""
+    path = layout.manifest(stage, shard)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} is missing: run stage {stage!r} first")
+    return pq.read_table(path, columns=list(columns) if columns is not None else None)
+
+
+def join_stages(
+    layout: RunLayout, stages: Sequence[str], shard: int, columns: Sequence[str] | None = None
+) -> pa.Table:
+    """Join the manifests of ``stages`` for one shard on sample_id.
+
+    The verdict columns (keep, reject_reason) are taken from the last stage listed, since each
+    stage's verdict already carries every upstream one. Row order is the first stage's.
+    """
+    verdict = set(S.VERDICT_COLUMNS)
+    joined: pa.Table | None = None
+    for i, stage in enumerate(stages):
+        table = read_manifest(layout, stage, shard)
+        last = i == len(stages) - 1
+        keep_cols = [
+            c
+            for c in table.column_names
+            if c == S.SAMPLE_ID
+            or ((c not in verdict or last) and (joined is None or c not in joined.column_names))
+        ]
+        table = table.select(keep_cols)
+        if joined is None:
+            joined = table
+            continue
+        if last:
+            joined = joined.drop_columns([c for c in S.VERDICT_COLUMNS if c in joined.column_names])
+        joined = _left_join_ordered(joined, table)
+    if joined is None:
+        raise ValueError("join_stages needs at least one stage")
+    return joined.select(list(columns)) if columns is not None else joined
+
+
+def _left_join_ordered(left: pa.Table, right: pa.Table) -> pa.Table:
+    """Left join on sample_id that keeps ``left``'s row order (Arrow's join does not)."""
+    order = pa.array(range(left.num_rows), pa.int64())
+    left = left.append_column("__order", order)
+    out = left.join(right, keys=S.SAMPLE_ID, join_type="left outer")
+    return out.sort_by("__order").drop_columns(["__order"])
+
+
+def write_done(layout: RunLayout, report: ShardReport) -> None:
+    """Mark (stage, shard) done; the marker holds the shard report."""
+    (shard,) = report.shards
+    write_text_atomic(report.to_json(), layout.done_marker(report.stage, shard))
+
+
+def read_done(layout: RunLayout, stage: str, shard: int) -> ShardReport | None:
+    """The shard report from the done marker, or None when the shard is not done."""
+    path = layout.done_marker(stage, shard)
+    if not path.is_file():
+        return None
+    return ShardReport.from_json(path.read_text(encoding="utf-8"))
+
+
+def read_stage_reports(layout: RunLayout, stage: str) -> list[ShardReport]:
+    """Reports of every done shard of ``stage``."""
+    reports = []
+    for shard in layout.done_shards(stage):
+        report = read_done(layout, stage, shard)
+        if report is not None:
+            reports.append(report)
+    return reports

@@ -1,0 +1,152 @@
+"""``laionface``: a thin CLI; each subcommand parses, loads the config, calls one library function.
+
+``main(argv) -> int`` so tests call it directly. Expected problems (a bad config, a missing
+path, a failed shard) print one line on stderr and exit non-zero; the CLI is the only place
+that prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+# img2dataset imports albumentations, which otherwise calls out to check for updates.
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# Dask's own INFO chatter (workers starting, clients closing) would bury the progress bars.
+os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+
+from manifests.report import ShardReport
+from pipeline.config import ConfigError, load_config
+from pipeline.status import RunDirError, StageStatus, inspect_sample, run_status
+
+Handler = Callable[[argparse.Namespace], int]
+# Errors that mean "fix your input", reported in one line without a traceback.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    RunDirError,
+    FileNotFoundError,
+    ValueError,
+)
+
+
+def _add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", type=Path, help="run config YAML")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a config value (repeatable)",
+    )
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    config = load_config(args.config, args.overrides)
+    print(f"{args.config}: ok (stages: {', '.join(config.stages)}; run_dir: {config.run_dir})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pipeline.runner import run_pipeline
+
+    config = load_config(args.config, args.overrides)
+    result = run_pipeline(config, args.stages)
+    _print_funnel(list(result.reports.values()))
+    for stage, shards in result.skipped.items():
+        print(f"{stage}: {len(shards)} shard(s) skipped, see {config.run_dir / 'report.json'}")
+    return 0 if result.ok else 3
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    for status in run_status(args.run_dir):
+        print(_status_line(status))
+        for why, n in status.top_reasons():
+            print(f"    {n:>8}  {why}")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.sample_id is None:
+        print((args.run_dir / "run.json").read_text(encoding="utf-8"))
+        return 0
+    history = inspect_sample(args.run_dir, args.sample_id)
+    print(json.dumps(history, indent=2, default=str))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from pipeline.demo import run_demo
+
+    demo = run_demo(args.out, args.overrides)
+    print(f"input:   {demo.input_file}")
+    print(f"run dir: {demo.run_dir}")
+    _print_funnel(list(demo.result.reports.values()))
+    return 0 if demo.result.ok else 3
+
+
+def _status_line(s: StageStatus) -> str:
+    r = s.report
+    return (
+        f"{s.stage:<11} shards {s.done}/{s.planned} done, {s.failed} failed, {s.missing} missing"
+        f" | rows in {r.n_in}, kept {r.n_out}, dropped {r.n_dropped}"
+    )
+
+
+def _print_funnel(reports: Sequence[ShardReport]) -> None:
+    print("funnel:")
+    for r in reports:
+        print(f"  {r.stage:<11} in {r.n_in:>8}  kept {r.n_out:>8}  dropped {r.n_dropped:>8}")
+        for why, n in sorted(r.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"      {n:>8}  {why}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="laionface", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("validate", help="check a run config")
+    _add_config_args(p)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("run", help="run the pipeline")
+    _add_config_args(p)
+    p.add_argument("--stages", nargs="+", default=None, help="only these stages")
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="per stage: shards done/missing/failed, top reasons")
+    p.add_argument("run_dir", type=Path)
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("inspect", help="one sample's history across stages")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--sample-id", default=None)
+    p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("demo", help="end-to-end demo on embedded photos, offline")
+    p.add_argument("--out", type=Path, default=Path("demo-run"))
+    p.add_argument("--set", dest="overrides", action="append", default=[])
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except EXPECTED_ERRORS as err:
+        print(f"laionface {args.command}: {err}", file=sys.stderr)
+        return 2
+    except RuntimeError as err:  # ShardFailed and img2dataset failures: one line, no traceback
+        print(f"laionface {args.command}: {err}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""``laionface demo``: the whole pipeline offline, on photos served from loopback.
+
+It writes a small LAION-5B-style candidate parquet whose URLs point at the loopback photo
+server (photos, variants, and broken URLs of every kind), then runs ``configs/demo.yaml``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from manifests.layout import RunLayout
+from pipeline.config import load_config
+from pipeline.demo_server import PHOTOS, serve_photos
+from pipeline.runner import RunResult, run_pipeline
+
+DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
+
+# (path on the server or a full URL, alt text); "{base}" is the server's address.
+_BROKEN: tuple[tuple[str, str], ...] = (
+    ("{base}/status/404", "a photo that is gone"),
+    ("{base}/status/500", "a server error"),
+    ("{base}/html", "a web page, not an image"),
+    ("{base}/truncated.jpg", "a JPEG cut short"),
+    ("{base}/noai/grace_hopper.jpg", "an image whose host forbids AI use"),
+    ("{base}/slow/coffee.jpg", "a host that answers too late"),
+    ("{base}/redirect/chelsea.jpg", "a redirect to a cat photo"),
+    ("{base}/img/astronaut.jpg#dup", "the same URL again (fragment dropped)"),
+    ("ftp://example.org/portrait.jpg", "a scheme that is not http"),
+    ("http://", "a URL without a host"),
+    ("", "an empty URL"),
+)
+
+
+def demo_rows(base: str) -> pa.Table:
+    """The demo's candidate rows, in the LAION-5B layout."""
+    urls = [f"{base}/img/{name}.jpg" for name in PHOTOS]
+    texts = [f"photo of {name.replace('_', ' ')}" for name in PHOTOS]
+    for url, text in _BROKEN:
+        urls.append(url.format(base=base))
+        texts.append(text)
+    n = len(urls)
+    return pa.table(
+        {
+            "URL": urls,
+            "TEXT": texts,
+            "WIDTH": pa.array([512] * n, pa.int64()),
+            "HEIGHT": pa.array([512] * n, pa.int64()),
+            "similarity": pa.array([0.32] * n, pa.float64()),
+            "punsafe": pa.array([0.01] * n, pa.float64()),
+            "pwatermark": pa.array([0.05] * n, pa.float64()),
+        }
+    )
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    run_dir: Path
+    input_file: Path
+    result: RunResult
+
+
+def run_demo(out: Path, overrides: list[str] | None = None) -> DemoResult:
+    """Serve the photos, write the candidates, run every configured stage into ``out``."""
+    out = out.resolve()
+    input_file = out / "input" / "demo_candidates.parquet"
+    input_file.parent.mkdir(parents=True, exist_ok=True)
+    with serve_photos(slow_s=4.0) as base:
+        pq.write_table(demo_rows(base), input_file)
+        config = load_config(
+            DEMO_CONFIG,
+            [f"run_dir={out / 'run'}", f"candidates.input=[{input_file}]", *(overrides or [])],
+        )
+        result = run_pipeline(config)
+    return DemoResult(RunLayout(config.run_dir).root, input_file, result)

@@ -1,0 +1,1 @@
+"""proxt2i: see the package modules."""

@@ -1,0 +1,26 @@
+"""Pipeline stages. ``STAGES`` maps each registry key, in pipeline order, to its config model.
+
+A stage's config model is the section of the run config named by its key; ``build()`` returns
+the ``Stage``. Registering a stage here is all it takes: the config, the runner, the CLI and
+the contract tests pick it up from this dict.
+"""
+
+from pydantic import BaseModel
+
+from stages.base import RunContext, Stage
+from stages.candidates import CandidatesConfig
+from stages.download import DownloadConfig
+
+STAGES: dict[str, type[BaseModel]] = {
+    "candidates": CandidatesConfig,
+    "download": DownloadConfig,
+}
+
+
+def build_stage(name: str, config: BaseModel) -> Stage:
+    """The stage ``name`` configured by its section ``config``."""
+    stage: Stage = config.build()  # type: ignore[attr-defined]
+    return stage
+
+
+__all__ = ["STAGES", "RunContext", "Stage", "build_stage"]

@@ -1,0 +1,58 @@
+"""The ``Stage`` extension point: one module per stage, each implementing this protocol."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
+
+from manifests.layout import RunLayout
+from manifests.report import ShardReport
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every shard task knows about the run; small and picklable (it travels to workers)."""
+
+    run_dir: Path
+
+    @property
+    def layout(self) -> RunLayout:
+        return RunLayout(self.run_dir)
+
+
+@runtime_checkable
+class Stage(Protocol):
+    """One step of the pipeline, run shard by shard.
+
+    ``upstream`` names the stage whose manifest this one reads (None for the first stage);
+    ``columns`` are the registered columns of its manifest, in order (user-listed extras may
+    follow).
+    A ``barrier`` stage needs every upstream shard done first: the runner then calls
+    ``prepare`` on the driver, which may use the cluster for run-wide work (planning the shards,
+    global dedup). ``resources`` is the Dask resource annotation of its tasks (e.g. a GPU).
+    ``run_shard`` must be idempotent: the runner discards the shard's scratch space before each
+    attempt and writes the done marker after it returns.
+    """
+
+    name: ClassVar[str]
+    upstream: ClassVar[str | None]
+    columns: ClassVar[tuple[str, ...]]
+    barrier: ClassVar[bool]
+
+    @property
+    def resources(self) -> Mapping[str, float]: ...
+
+    def prepare(self, ctx: RunContext, client: Client) -> None: ...
+
+    def shards(self, ctx: RunContext) -> list[int]: ...
+
+    def run_shard(self, shard: int, ctx: RunContext) -> ShardReport: ...
+
+
+class ShardPlanMissing(FileNotFoundError):
+    """A stage was asked for its shards before the candidates stage planned them."""

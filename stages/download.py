@@ -1,0 +1,223 @@
+"""Stage ``download``: img2dataset fetches each shard's kept candidates, once per shard.
+
+img2dataset installs a SIGINT handler, which only works in a main thread; inside a Dask worker
+``img2dataset.download()`` raises ``ValueError: signal only works in main thread``. So each shard
+runs img2dataset's own CLI in a subprocess, whose output (tar + parquet of per-sample status)
+is then folded into our manifest keyed by sample_id. Its console output goes to the shard log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import BaseModel, ConfigDict, Field
+
+from manifests import schema as S
+from manifests.io import read_manifest, write_table_atomic
+from manifests.report import ShardReport
+from manifests.verdicts import combine, count
+from stages.base import RunContext
+from stages.download_errors import NOT_ATTEMPTED, classify
+from stages.plan import read_plan
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+NAME = "download"
+
+# img2dataset's own output column names (its writer's schema), read only here.
+_I2D_URL, _I2D_CAPTION = "url", "caption"
+_I2D_COLUMNS = {
+    "key": S.DL_KEY,
+    "status": S.DL_STATUS,
+    "error_message": S.DL_ERROR,
+    "sha256": S.DL_SHA256,
+    "width": S.DL_WIDTH_PX,
+    "height": S.DL_HEIGHT_PX,
+    "original_width": S.DL_ORIGINAL_WIDTH_PX,
+    "original_height": S.DL_ORIGINAL_HEIGHT_PX,
+}
+
+
+class DownloadConfig(BaseModel):
+    """Section ``download``: img2dataset's settings (names follow its CLI)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    image_size: int = Field(1024, ge=16, description="target size; LAION-Face keeps >=512 px")
+    resize_mode: Literal["no", "border", "keep_ratio", "keep_ratio_largest", "center_crop"] = (
+        "keep_ratio"
+    )
+    resize_only_if_bigger: bool = Field(True, description="never upscale small photos")
+    encode_format: Literal["jpg", "png", "webp"] = "jpg"
+    encode_quality: int = Field(95, ge=1, le=100)
+    timeout_s: int = Field(10, ge=1, description="per request")
+    retries: int = Field(0, ge=0, description="per URL")
+    thread_count: int = Field(64, ge=1, description="download threads per shard")
+    user_agent_token: str | None = Field(None, description="identifies the crawler to hosts")
+    disallowed_header_directives: list[str] = Field(
+        default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"],
+        description="X-Robots-Tag directives that forbid use; [] to ignore the header",
+    )
+    min_image_size: int = Field(0, ge=0, description="img2dataset min shorter side")
+    max_aspect_ratio: float | None = Field(None, ge=1.0)
+
+    def build(self) -> DownloadStage:
+        return DownloadStage(self)
+
+    def cli_args(self, url_list: Path, out_dir: Path, n_rows: int) -> list[str]:
+        """img2dataset command-line arguments for one shard."""
+        args = {
+            "url_list": str(url_list),
+            "input_format": "parquet",
+            "url_col": _I2D_URL,
+            "caption_col": _I2D_CAPTION,
+            "save_additional_columns": json.dumps([S.SAMPLE_ID]),
+            "output_format": "webdataset",
+            "output_folder": str(out_dir),
+            "processes_count": 1,
+            "thread_count": self.thread_count,
+            "number_sample_per_shard": max(n_rows, 1),
+            "image_size": self.image_size,
+            "resize_mode": self.resize_mode,
+            "resize_only_if_bigger": self.resize_only_if_bigger,
+            "encode_format": self.encode_format,
+            "encode_quality": self.encode_quality,
+            "timeout": self.timeout_s,
+            "retries": self.retries,
+            "compute_hash": "sha256",
+            "min_image_size": self.min_image_size,
+            "disallowed_header_directives": json.dumps(self.disallowed_header_directives),
+            "enable_wandb": False,
+            "extract_exif": False,
+        }
+        if self.user_agent_token:
+            args["user_agent_token"] = self.user_agent_token
+        if self.max_aspect_ratio is not None:  # img2dataset's default is no limit
+            args["max_aspect_ratio"] = self.max_aspect_ratio
+        return [f"--{k}={v}" for k, v in args.items()]
+
+
+class DownloadStage:
+    """See the module docstring."""
+
+    name: ClassVar[str] = NAME
+    upstream: ClassVar[str | None] = "candidates"
+    columns: ClassVar[tuple[str, ...]] = S.DOWNLOAD_COLUMNS
+    barrier: ClassVar[bool] = False
+
+    def __init__(self, config: DownloadConfig) -> None:
+        self.config = config
+
+    @property
+    def resources(self) -> dict[str, float]:
+        return {}
+
+    def prepare(self, ctx: RunContext, client: Client) -> None:
+        return None
+
+    def shards(self, ctx: RunContext) -> list[int]:
+        return read_plan(ctx.layout).shard_ids
+
+    def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
+        layout = ctx.layout
+        cand = read_manifest(
+            layout, "candidates", shard, [S.SAMPLE_ID, S.URL, S.ALT_TEXT, *S.VERDICT_COLUMNS]
+        )
+        upstream_keep = np.asarray(cand[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        tmp = layout.shard_tmp(NAME, shard)
+        t0 = time.perf_counter()
+        results = self._fetch(
+            cand.filter(pa.array(upstream_keep)), tmp, layout.shard_log(NAME, shard)
+        )
+        seconds = time.perf_counter() - t0
+        table = _manifest_columns(cand, results)
+        verdicts = combine(
+            upstream_keep,
+            cand[S.REJECT_REASON].to_pylist(),
+            [
+                classify(s, e)
+                for s, e in zip(
+                    table[S.DL_STATUS].to_pylist(), table[S.DL_ERROR].to_pylist(), strict=True
+                )
+            ],
+        )
+        for name, array in verdicts.columns().items():
+            table = table.append_column(name, array)
+        write_table_atomic(
+            table.cast(S.schema_for(S.DOWNLOAD_COLUMNS)), layout.manifest(NAME, shard)
+        )
+        tar = tmp / "out" / "00000.tar"
+        if tar.is_file():
+            os.replace(tar, layout.shard_file(NAME, shard, ".tar"))
+        n_ok = int(sum(1 for s in table[S.DL_STATUS].to_pylist() if s == "success"))
+        return count(
+            NAME,
+            shard,
+            upstream_keep,
+            verdicts,
+            seconds={"download": seconds},
+            counters={"images_per_s": n_ok / seconds if seconds > 0 else 0.0},
+        )
+
+    def _fetch(self, kept: pa.Table, tmp: Path, log_path: Path) -> pa.Table | None:
+        """Run img2dataset on the kept rows; its per-sample parquet, or None if nothing to do."""
+        if kept.num_rows == 0:
+            return None
+        tmp.mkdir(parents=True, exist_ok=True)
+        url_list = tmp / "urls.parquet"
+        pq.write_table(
+            pa.table(
+                {
+                    _I2D_URL: kept[S.URL],
+                    _I2D_CAPTION: kept[S.ALT_TEXT],
+                    S.SAMPLE_ID: kept[S.SAMPLE_ID],
+                }
+            ),
+            url_list,
+        )
+        out = tmp / "out"
+        run_img2dataset(self.config.cli_args(url_list, out, kept.num_rows), log_path)
+        result = out / "00000.parquet"
+        if not result.is_file():
+            raise RuntimeError(f"img2dataset wrote no {result}; see {log_path}")
+        return pq.read_table(result)
+
+
+def run_img2dataset(args: list[str], log_path: Path) -> None:
+    """img2dataset's CLI in a subprocess; its output goes to ``log_path``, never our stdout."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+    cmd = [sys.executable, "-m", "img2dataset.main", *args]
+    with log_path.open("ab") as log:
+        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"img2dataset exited with {proc.returncode}; see {log_path}")
+
+
+def _manifest_columns(cand: pa.Table, results: pa.Table | None) -> pa.Table:
+    """One row per candidate, in candidate order, with img2dataset's results where it ran."""
+    found: dict[str, dict[str, object]] = {}
+    if results is not None:
+        present = [c for c in _I2D_COLUMNS if c in results.column_names]
+        for row in results.select([S.SAMPLE_ID, *present]).to_pylist():
+            found[row[S.SAMPLE_ID]] = row
+    columns: dict[str, list[object]] = {S.SAMPLE_ID: cand[S.SAMPLE_ID].to_pylist()}
+    for theirs, ours in _I2D_COLUMNS.items():
+        columns[ours] = [found.get(str(sid), {}).get(theirs) for sid in columns[S.SAMPLE_ID]]
+    keep = cand[S.KEEP].to_pylist()
+    columns[S.DL_STATUS] = [
+        status if status is not None else (NOT_ATTEMPTED if not kept else "missing_from_output")
+        for status, kept in zip(columns[S.DL_STATUS], keep, strict=True)
+    ]
+    names = [c for c in S.DOWNLOAD_COLUMNS if c not in S.VERDICT_COLUMNS]
+    return pa.table({c: pa.array(columns[c], S.COLUMNS[c].dtype) for c in names})

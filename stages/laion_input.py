@@ -1,0 +1,146 @@
+"""Reading LAION metadata parquet files (local paths, globs or fsspec URLs) into our columns.
+
+Known layouts, recognised by their column names (case-insensitive):
+- LAION-400M: ``SAMPLE_ID, URL, TEXT, HEIGHT, WIDTH, LICENSE, NSFW, similarity``
+- LAION-5B / Re-LAION: ``URL, TEXT, WIDTH, HEIGHT, similarity, punsafe, pwatermark, hash, ...``
+- plain: ``URL, TEXT``
+Anything else is mapped with the config's ``column_map`` (our column -> input column).
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from manifests import schema as S
+
+# Our column -> input names tried in order (first present wins), case-insensitive.
+LAION_ALIASES: dict[str, tuple[str, ...]] = {
+    S.URL_ORIGINAL: ("URL", "url", "image_url"),
+    S.ALT_TEXT: ("TEXT", "caption", "text", "alt_text"),
+    S.META_WIDTH_PX: ("WIDTH", "original_width"),
+    S.META_HEIGHT_PX: ("HEIGHT", "original_height"),
+    S.SIMILARITY: ("similarity",),
+    S.PUNSAFE: ("punsafe",),
+    S.PWATERMARK: ("pwatermark",),
+    S.NSFW_TAG: ("NSFW",),
+    S.LICENSE: ("LICENSE",),
+    S.SOURCE_SAMPLE_ID: ("SAMPLE_ID", "hash", "key"),
+}
+METADATA_COLUMNS: tuple[str, ...] = tuple(LAION_ALIASES)
+
+
+class InputError(ValueError):
+    """The input files cannot be read as LAION metadata; the message says what to fix."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input parquet file: its fsspec path and row count."""
+
+    path: str
+    n_rows: int
+
+
+def list_inputs(patterns: Sequence[str]) -> list[InputFile]:
+    """Expand paths/globs/URLs into sorted files with their row counts (from metadata only)."""
+    files: list[InputFile] = []
+    for pattern in patterns:
+        fs, path = fsspec.core.url_to_fs(pattern)
+        if glob.has_magic(path):
+            matches = sorted(fs.glob(path))
+        else:
+            matches = [path] if fs.exists(path) else []
+        if not matches:
+            raise InputError(f"candidates.input: no file matches {pattern!r}")
+        local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+        for match in matches:
+            url = match if local else fs.unstrip_protocol(match)
+            files.append(InputFile(url, _count_rows(url)))
+    return sorted(set(files), key=lambda f: f.path)
+
+
+def _count_rows(path: str) -> int:
+    fs, local = fsspec.core.url_to_fs(path)
+    try:
+        with fs.open(local, "rb") as handle:
+            return int(pq.ParquetFile(handle).metadata.num_rows)
+    except (OSError, pa.ArrowInvalid) as err:
+        raise InputError(
+            f"candidates.input: {path} is not a readable parquet file ({err})"
+        ) from None
+
+
+def resolve_columns(
+    names: Sequence[str], column_map: Mapping[str, str], keep_columns: Sequence[str]
+) -> dict[str, str]:
+    """Our column -> input column for one file; fails if no URL column is found."""
+    lower = {n.lower(): n for n in names}
+    resolved: dict[str, str] = {}
+    for ours, aliases in LAION_ALIASES.items():
+        if ours in column_map:
+            wanted = column_map[ours]
+            if wanted not in names:
+                raise InputError(f"candidates.column_map.{ours}: no column {wanted!r} in input")
+            resolved[ours] = wanted
+            continue
+        found = next((lower[a.lower()] for a in aliases if a.lower() in lower), None)
+        if found is not None:
+            resolved[ours] = found
+    if S.URL_ORIGINAL not in resolved:
+        raise InputError(
+            f"candidates: no URL column among {list(names)[:12]}; set candidates.column_map.url"
+        )
+    missing = [c for c in keep_columns if c not in names]
+    if missing:
+        raise InputError(f"candidates.keep_columns: {missing} not in input columns")
+    return resolved
+
+
+def read_input(path: str, column_map: Mapping[str, str], keep_columns: Sequence[str]) -> pa.Table:
+    """Read one file into our metadata columns (typed) plus the user's ``keep_columns``."""
+    fs, local = fsspec.core.url_to_fs(path)
+    with fs.open(local, "rb") as handle:
+        pfile = pq.ParquetFile(handle)
+        names = pfile.schema_arrow.names
+        resolved = resolve_columns(names, column_map, keep_columns)
+        wanted = sorted(set(resolved.values()) | set(keep_columns))
+        table = pfile.read(columns=wanted)
+    arrays = {ours: _typed(table[src], S.COLUMNS[ours].dtype) for ours, src in resolved.items()}
+    n = table.num_rows
+    columns = {
+        ours: arrays.get(ours, pa.nulls(n, S.COLUMNS[ours].dtype)) for ours in METADATA_COLUMNS
+    }
+    for extra in keep_columns:
+        columns[extra] = table[extra].combine_chunks()
+    return pa.table(columns)
+
+
+def _typed(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.Array:
+    """Cast leniently: values that do not fit the type become null instead of failing the file."""
+    array = column.combine_chunks()
+    if array.type == dtype:
+        return array
+    if pa.types.is_string(dtype):
+        return pc.cast(array, pa.string(), safe=False)
+    try:
+        return pc.cast(array, dtype, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        as_text = pc.cast(array, pa.string(), safe=False)
+        return pa.array([_parse_number(v, dtype) for v in as_text.to_pylist()], dtype)
+
+
+def _parse_number(value: str | None, dtype: pa.DataType) -> float | int | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    if number is None or number != number:  # NaN
+        return None
+    return int(number) if pa.types.is_integer(dtype) else number

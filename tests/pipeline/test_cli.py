@@ -1,0 +1,61 @@
+"""`laionface demo`, `status` and `inspect` as a person runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from manifests import schema as S
+from manifests.layout import RunLayout
+from pipeline.cli import main
+
+
+def test_demo_prints_outputs_and_funnel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--set", "runner.progress=false"]) == 0
+    out = capsys.readouterr().out
+    assert f"run dir: {tmp_path / 'demo' / 'run'}" in out
+    assert "  candidates  in       22  kept       18  dropped        4" in out
+    assert "  download    in       18  kept       12  dropped        6" in out
+    assert "           2  download:undecodable" in out
+    layout = RunLayout(tmp_path / "demo" / "run")
+    assert layout.run_json.is_file() and layout.done_shards("download") == [0, 1]
+
+
+def test_status_lists_stages_and_reasons(
+    reference_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", str(reference_run)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == (
+        "candidates  shards 2/2 done, 0 failed, 0 missing | rows in 22, kept 18, dropped 4"
+    )
+    download = next(line for line in lines if line.startswith("download"))
+    assert (
+        download
+        == "download    shards 2/2 done, 0 failed, 0 missing | rows in 18, kept 12, dropped 6"
+    )
+    assert "           2  download:undecodable" in lines
+
+
+def test_inspect_shows_one_sample_across_stages(
+    reference_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = pq.read_table(RunLayout(reference_run).manifest("download", 0))
+    row = next(r for r in table.to_pylist() if r[S.DL_STATUS] == "failed_to_download")
+    assert main(["inspect", str(reference_run), "--sample-id", row[S.SAMPLE_ID]]) == 0
+    history = json.loads(capsys.readouterr().out)
+    assert list(history) == ["candidates", "download"]
+    assert history["download"][S.REJECT_REASON] == row[S.REJECT_REASON]
+    assert history["candidates"][S.KEEP] is True
+
+
+def test_status_and_inspect_refuse_non_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["status", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"laionface status: {tmp_path} is not a run directory (no run.json): pass a run_dir"
+    )

@@ -1,0 +1,84 @@
+"""Failures, retries, on_shard_error and resuming: the rerun equals an uninterrupted run."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from manifests.layout import RunLayout
+from pipeline.cli import main
+from pipeline.runner import run_pipeline
+from tests.conftest import demo_config
+from tests.pipeline.manifest_compare import assert_same_manifests
+
+STAGES = ["candidates", "download"]
+
+
+def test_failed_shard_skip_fail_then_resume(
+    tmp_path: Path,
+    demo_input: Path,
+    reference_run: Path,
+    dask_address: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    run_dir = tmp_path / "run"
+    joined = [f"cluster.address={dask_address}"]
+    # 1. Interrupted after the first stage.
+    run_pipeline(demo_config(run_dir, demo_input, *joined), ["candidates"])
+    layout = RunLayout(run_dir)
+    assert layout.done_shards("candidates") == [0, 1]
+    assert layout.done_shards("download") == []
+
+    # 2. Shard 1's input is corrupt: download fails on it (after its retry); skip goes on.
+    manifest = layout.manifest("candidates", 1)
+    good = manifest.read_bytes()
+    manifest.write_bytes(b"not parquet")
+    result = run_pipeline(demo_config(run_dir, demo_input, *joined, "runner.on_shard_error=skip"))
+    assert not result.ok
+    assert list(result.skipped) == ["download"]
+    assert list(result.skipped["download"]) == [1]
+    assert "download shard 00001 failed after 1 retries" in result.skipped["download"][1]
+    assert layout.done_shards("download") == [0]
+    assert "00001" in (run_dir / "report.json").read_text()
+
+    # 3. The same with on_shard_error=fail: one line on stderr, non-zero exit.
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(
+        f"run_dir: {run_dir}\nstages: [candidates, download]\n"
+        f"cluster: {{address: '{dask_address}'}}\n"
+        f"runner: {{retries: 0, on_shard_error: fail, progress: false}}\n"
+        f"candidates: {{input: ['{demo_input}'], shard_size: 12, allow_private_hosts: true}}\n"
+        "download: {image_size: 512, timeout_s: 2, thread_count: 8}\n"
+    )
+    assert main(["run", str(cfg)]) == 3
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("laionface run: download shard 00001 failed after 0 retries")
+
+    # 4. Repaired input plus a stale half-written shard (a killed task): rerun resumes.
+    manifest.write_bytes(good)
+    stale = layout.shard_tmp("download", 1)
+    stale.mkdir(parents=True, exist_ok=True)
+    (stale / "00000.tar").write_bytes(b"half a tar")
+    result = run_pipeline(demo_config(run_dir, demo_input, *joined))
+    assert result.ok
+    assert layout.done_shards("download") == [0, 1]
+    assert not stale.exists()
+    assert_same_manifests(reference_run, run_dir, STAGES)
+
+
+def test_rerun_of_a_done_run_changes_nothing(
+    tmp_path: Path, demo_input: Path, reference_run: Path, dask_address: str
+) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference_run, run_dir)
+    layout = RunLayout(run_dir)
+    before = {p: p.read_bytes() for p in run_dir.rglob("[0-9]*.parquet")}
+    before_tars = {p: p.read_bytes() for p in run_dir.rglob("*.tar")}
+    result = run_pipeline(demo_config(run_dir, demo_input, f"cluster.address={dask_address}"))
+    assert result.ok
+    assert {p: p.read_bytes() for p in run_dir.rglob("[0-9]*.parquet")} == before
+    assert {p: p.read_bytes() for p in run_dir.rglob("*.tar")} == before_tars
+    assert result.reports["download"].shards == tuple(layout.done_shards("download"))
