@@ -21,12 +21,12 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
-import pyarrow as pa  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from pipeline.config import validate_config  # noqa: E402
-from pipeline.demo_server import serve_photos  # noqa: E402
-from pipeline.runner import run_pipeline  # noqa: E402
+from pipeline.config import validate_config
+from pipeline.demo_server import serve_photos
+from pipeline.runner import run_pipeline
 
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "rocket", "chelsea", "astronaut_crop"]
 SETTINGS = {"image_size": 256, "resize_mode": "keep_ratio", "timeout_s": 10, "thread_count": 32}

@@ -1,1 +1,125 @@
-"""filters: see the package modules."""
+"""Image filters: score each sample (models allowed), then decide from the scores alone.
+
+Recommended order (cheap and decisive first, so that with ``score_rejected: false`` the
+expensive models only see survivors; ``face_count`` must precede every face filter because it
+runs the detector once per image and writes the face columns they read):
+
+1. ``image``            decode status, shorter side, aspect ratio (+ the perceptual hash)
+2. ``face_count``       face detection (``DETECTORS``: dlib, insightface, fake); 1..3 faces
+3. ``face_confidence``  detector confidence of the main (largest) face
+4. ``face_size``        main face shorter side in px and share of the image
+5. ``face_border``      main face not cut off by the image border
+6. ``face_pose``        |yaw|, |roll| (and |pitch| when the detector estimates it)
+7. ``face_sharpness``   variance of the Laplacian on the size-normalized face crop
+8. ``face_exposure``    face crop too dark, blown out or flat
+9. ``nsfw``             open_nsfw probability (ONNX Runtime)
+10. ``clip``            image-text similarity, optional aesthetic and watermark heads
+
+``FILTERS`` maps each key to its pydantic config model; ``config.build()`` returns the filter.
+A stage decodes once (``Batch.from_bytes``), calls ``score_batch`` and stores the columns;
+``decide_all`` turns stored columns into verdicts without any model (what ``refilter`` runs).
+Reasons are spelled ``"<filter>:<why>"`` (``manifests.schema.reason``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, Field
+
+from filters.batch import Batch
+from filters.clip_score import ClipFilter, ClipFilterConfig
+from filters.decode import DecodeConfig, DecodedImage, decode_image
+from filters.detectors import DETECTORS, DetectorConfig, Face, FaceDetector, MissingModelError
+from filters.face_count import FaceCountConfig, FaceCountFilter
+from filters.face_geometry import (
+    FaceBorderConfig,
+    FaceBorderFilter,
+    FaceConfidenceConfig,
+    FaceConfidenceFilter,
+    FaceSizeConfig,
+    FaceSizeFilter,
+)
+from filters.face_pose import FacePoseConfig, FacePoseFilter
+from filters.face_quality import (
+    FaceExposureConfig,
+    FaceExposureFilter,
+    FaceSharpnessConfig,
+    FaceSharpnessFilter,
+)
+from filters.image_filter import ImageFilter, ImageFilterConfig
+from filters.nsfw import NsfwConfig, NsfwFilter
+from filters.protocol import Filter
+from filters.scoring import Verdicts, check_chain, decide_all, score_batch
+
+FILTERS: dict[str, type[BaseModel]] = {
+    "image": ImageFilterConfig,
+    "face_count": FaceCountConfig,
+    "face_confidence": FaceConfidenceConfig,
+    "face_size": FaceSizeConfig,
+    "face_border": FaceBorderConfig,
+    "face_pose": FacePoseConfig,
+    "face_sharpness": FaceSharpnessConfig,
+    "face_exposure": FaceExposureConfig,
+    "nsfw": NsfwConfig,
+    "clip": ClipFilterConfig,
+}
+
+# The recommended chain, in order (every filter with its defaults except clip, which needs a
+# local checkpoint).
+RECOMMENDED_ORDER: tuple[str, ...] = tuple(FILTERS)
+
+# Discriminated union over FILTERS (same members, in registry order).
+FilterConfig = Annotated[
+    ImageFilterConfig
+    | FaceCountConfig
+    | FaceConfidenceConfig
+    | FaceSizeConfig
+    | FaceBorderConfig
+    | FacePoseConfig
+    | FaceSharpnessConfig
+    | FaceExposureConfig
+    | NsfwConfig
+    | ClipFilterConfig,
+    Field(discriminator="type"),
+]
+
+__all__ = [
+    "DETECTORS",
+    "FILTERS",
+    "RECOMMENDED_ORDER",
+    "Batch",
+    "ClipFilter",
+    "ClipFilterConfig",
+    "DecodeConfig",
+    "DecodedImage",
+    "DetectorConfig",
+    "Face",
+    "FaceBorderConfig",
+    "FaceBorderFilter",
+    "FaceConfidenceConfig",
+    "FaceConfidenceFilter",
+    "FaceCountConfig",
+    "FaceCountFilter",
+    "FaceDetector",
+    "FaceExposureConfig",
+    "FaceExposureFilter",
+    "FacePoseConfig",
+    "FacePoseFilter",
+    "FaceSharpnessConfig",
+    "FaceSharpnessFilter",
+    "FaceSizeConfig",
+    "FaceSizeFilter",
+    "Filter",
+    "FilterConfig",
+    "ImageFilter",
+    "ImageFilterConfig",
+    "MissingModelError",
+    "NsfwConfig",
+    "NsfwFilter",
+    "Verdicts",
+    "check_chain",
+    "decide_all",
+    "decode_image",
+    "score_batch",
+]

@@ -56,37 +56,49 @@ def join_stages(
     """Join the manifests of ``stages`` for one shard on sample_id.
 
     The verdict columns (keep, reject_reason) are taken from the last stage listed, since each
-    stage's verdict already carries every upstream one. Row order is the first stage's.
+    stage's verdict already carries every upstream one. Row order is the first stage's. With
+    ``columns``, only those are read and returned (sample_id is always included).
     """
-    verdict = set(S.VERDICT_COLUMNS)
+    wanted = None if columns is None else {S.SAMPLE_ID, *columns}
     joined: pa.Table | None = None
     for i, stage in enumerate(stages):
-        table = read_manifest(layout, stage, shard)
         last = i == len(stages) - 1
-        keep_cols = [
+        have = set() if joined is None else set(joined.column_names)
+        take = [
             c
-            for c in table.column_names
-            if c == S.SAMPLE_ID
-            or ((c not in verdict or last) and (joined is None or c not in joined.column_names))
+            for c in pq.read_schema(_existing(layout, stage, shard)).names
+            if c != S.SAMPLE_ID
+            and (wanted is None or c in wanted)
+            and (last if c in S.VERDICT_COLUMNS else c not in have)
         ]
-        table = table.select(keep_cols)
-        if joined is None:
-            joined = table
-            continue
-        if last:
-            joined = joined.drop_columns([c for c in S.VERDICT_COLUMNS if c in joined.column_names])
-        joined = _left_join_ordered(joined, table)
+        table = read_manifest(layout, stage, shard, [S.SAMPLE_ID, *take])
+        joined = table if joined is None else _left_join_ordered(joined, table)
     if joined is None:
         raise ValueError("join_stages needs at least one stage")
-    return joined.select(list(columns)) if columns is not None else joined
+    return (
+        joined
+        if columns is None
+        else joined.select([S.SAMPLE_ID, *[c for c in columns if c != S.SAMPLE_ID]])
+    )
+
+
+def _existing(layout: RunLayout, stage: str, shard: int) -> Path:
+    path = layout.manifest(stage, shard)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} is missing: run stage {stage!r} first")
+    return path
 
 
 def _left_join_ordered(left: pa.Table, right: pa.Table) -> pa.Table:
-    """Left join on sample_id that keeps ``left``'s row order (Arrow's join does not)."""
-    order = pa.array(range(left.num_rows), pa.int64())
-    left = left.append_column("__order", order)
-    out = left.join(right, keys=S.SAMPLE_ID, join_type="left outer")
-    return out.sort_by("__order").drop_columns(["__order"])
+    """Left join on sample_id keeping ``left``'s order; works for list columns (Acero's join
+    does not), and shard-local tables are small enough for a dictionary lookup."""
+    position = {sid: i for i, sid in enumerate(right[S.SAMPLE_ID].to_pylist())}
+    index = pa.array([position.get(sid) for sid in left[S.SAMPLE_ID].to_pylist()], pa.int64())
+    picked = right.drop_columns([S.SAMPLE_ID]).take(index)
+    left = left.drop_columns([c for c in picked.column_names if c in left.column_names])
+    for name in picked.column_names:
+        left = left.append_column(picked.schema.field(name), picked[name])
+    return left
 
 
 def write_done(layout: RunLayout, report: ShardReport) -> None:

@@ -166,6 +166,18 @@ CAPTION_RECORD_COLUMNS: Final = (
 OUT_TAR: Final = _col("out_tar", pa.string(), "final tar name under RUN/shards/")
 OUT_INDEX: Final = _col("out_index", pa.int64(), "position inside out_tar")
 TAKEDOWN: Final = _col("takedown", pa.bool_(), "removed by a takedown request")
+# Columns of the Parquet index beside each final tar and of the shard stage's run-wide parts.
+OUT_MEMBERS: Final = _col(
+    "out_members", pa.list_(pa.string()), "member names of the sample inside out_tar"
+)
+OUT_OFFSET_BYTES: Final = _col(
+    "out_offset_bytes", pa.int64(), "offset of the sample's first tar header in out_tar"
+)
+OUT_SIZE_BYTES: Final = _col(
+    "out_size_bytes", pa.int64(), "bytes the sample takes in out_tar, headers and padding included"
+)
+OUT_METADATA_JSON: Final = _col("out_metadata_json", pa.string(), "the sample's json member")
+OUT_IMAGE_EXT: Final = _col("out_image_ext", pa.string(), "image member extension, e.g. 'jpg'")
 
 # --- per-stage column sets (sample_id first) -------------------------------------------------
 VERDICT_COLUMNS: Final = (KEEP, REJECT_REASON)
@@ -200,6 +212,13 @@ DOWNLOAD_COLUMNS: Final = (
     DL_ORIGINAL_HEIGHT_PX,
     *VERDICT_COLUMNS,
 )
+
+DEDUP_COLUMNS: Final = (SAMPLE_ID, DEDUP_GROUP, *VERDICT_COLUMNS)
+
+
+# Columns that measure time: they differ between two otherwise identical runs, so equality
+# checks of manifests (reruns, cluster comparisons) leave them out.
+VOLATILE_COLUMNS: Final = frozenset({CAPTION_SECONDS})
 
 
 def schema_for(names: Iterable[str], extra: pa.Schema | None = None) -> pa.Schema:

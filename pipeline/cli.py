@@ -86,8 +86,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
     demo = run_demo(args.out, args.overrides)
     print(f"input:   {demo.input_file}")
     print(f"run dir: {demo.run_dir}")
+    if demo.shards_dir.is_dir():
+        print(f"shards:  {demo.shards_dir}")
     _print_funnel(list(demo.result.reports.values()))
+    if demo.report is not None:
+        print(f"report:  {demo.report}")
     return 0 if demo.result.ok else 3
+
+
+def cmd_refilter(args: argparse.Namespace) -> int:
+    from pipeline.refilter import refilter
+
+    result = refilter(args.run_dir, args.overrides, args.name)
+    print(f"decision set {result.name}: {result.path}")
+    print(f"{result.rows} rows re-decided in {result.seconds:.2f} s")
+    print(f"  {'reason':<28} {'before':>8} {'after':>8}")
+    for why in sorted(set(result.before) | set(result.after)):
+        print(f"  {why:<28} {result.before[why]:>8} {result.after[why]:>8}")
+    return 0
 
 
 def _status_line(s: StageStatus) -> str:
@@ -124,10 +140,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--sample-id", default=None)
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("refilter", help="re-decide the filter stage from stored scores")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        required=True,
+        metavar="filter.NAME.KEY=VALUE",
+    )
+    p.add_argument("--name", default=None, help="decision set name (default: from the overrides)")
+    p.set_defaults(func=cmd_refilter)
     p = sub.add_parser("demo", help="end-to-end demo on embedded photos, offline")
     p.add_argument("--out", type=Path, default=Path("demo-run"))
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.set_defaults(func=cmd_demo)
+    from pipeline.publish_cli import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -16,6 +16,8 @@ from distributed import Client, LocalCluster
 from pipeline.config import ClusterConfig, ConfigError, SlurmConfig
 
 log = logging.getLogger(__name__)
+# The dedup stage's dataframe shuffles make Dask log every shuffle start/stop at WARNING.
+logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERROR)
 
 
 @contextmanager

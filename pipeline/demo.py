@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from manifests.layout import RunLayout
 from pipeline.config import load_config
 from pipeline.demo_server import PHOTOS, serve_photos
+from pipeline.report_html import write_report
 from pipeline.runner import RunResult, run_pipeline
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
@@ -29,6 +30,7 @@ _BROKEN: tuple[tuple[str, str], ...] = (
     ("{base}/slow/coffee.jpg", "a host that answers too late"),
     ("{base}/redirect/chelsea.jpg", "a redirect to a cat photo"),
     ("{base}/img/astronaut.jpg#dup", "the same URL again (fragment dropped)"),
+    ("{base}/img/grace_hopper.jpg?copy=1", "the same bytes at another URL"),
     ("ftp://example.org/portrait.jpg", "a scheme that is not http"),
     ("http://", "a URL without a host"),
     ("", "an empty URL"),
@@ -61,6 +63,11 @@ class DemoResult:
     run_dir: Path
     input_file: Path
     result: RunResult
+    report: Path | None  # the HTML audit report, when the shard stage ran
+
+    @property
+    def shards_dir(self) -> Path:
+        return self.run_dir / "shards"
 
 
 def run_demo(out: Path, overrides: list[str] | None = None) -> DemoResult:
@@ -75,4 +82,6 @@ def run_demo(out: Path, overrides: list[str] | None = None) -> DemoResult:
             [f"run_dir={out / 'run'}", f"candidates.input=[{input_file}]", *(overrides or [])],
         )
         result = run_pipeline(config)
-    return DemoResult(RunLayout(config.run_dir).root, input_file, result)
+    run_dir = RunLayout(config.run_dir).root
+    report = write_report(run_dir).html if "shard" in config.stages and result.ok else None
+    return DemoResult(run_dir, input_file, result, report)

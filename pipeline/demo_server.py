@@ -60,10 +60,14 @@ def _crop_center(img: Image.Image) -> Image.Image:
 # Variants that the filter stages must tell apart from the originals.
 VARIANTS: dict[str, Callable[[], Image.Image]] = {
     "astronaut_crop": _variant("astronaut", _crop_center),
-    "astronaut_small": _variant("astronaut", lambda im: im.resize((80, 80), Image.Resampling.LANCZOS)),
+    "astronaut_small": _variant(
+        "astronaut", lambda im: im.resize((80, 80), Image.Resampling.LANCZOS)
+    ),
     "astronaut_blur": _variant("astronaut", lambda im: im.filter(ImageFilter.GaussianBlur(6))),
     "astronaut_rot90": _variant("astronaut", lambda im: im.rotate(90, expand=True)),
-    "astronaut_resized": _variant("astronaut", lambda im: im.resize((480, 480), Image.Resampling.LANCZOS)),
+    "astronaut_resized": _variant(
+        "astronaut", lambda im: im.resize((480, 480), Image.Resampling.LANCZOS)
+    ),
     "grace_hopper_crop": _variant("grace_hopper", _crop_center),
 }
 PHOTOS: dict[str, Callable[[], Image.Image]] = {**BASE_PHOTOS, **VARIANTS}

@@ -14,6 +14,7 @@ import logging
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from distributed import Client, Future, as_completed
 
@@ -59,11 +60,24 @@ class _Tracker:
         self.skipped: dict[str, dict[int, str]] = {}
         self._pending: dict[object, tuple[str, int]] = {}
         self._completed = as_completed()
+        self._upstream: dict[str, str | None] = {}
 
-    def add(self, stage: str, shard: int, future: Future) -> None:
+    def add(self, stage: str, shard: int, future: Future, upstream: str | None) -> None:
         self.futures.setdefault(stage, {})[shard] = future
+        self._upstream[stage] = upstream
         self._pending[future.key] = (stage, shard)
         self._completed.add(future)
+
+    def _failure(self, stage: str, shard: int, future: Future) -> str:
+        """Why a shard failed: its own error, or its upstream shard's (Dask propagates it)."""
+        up = self._upstream.get(stage)
+        if up is not None and shard in self.skipped.get(up, {}):
+            return f"{stage} shard {shard:05d} not run: upstream {up} shard {shard:05d} failed"
+        exc = future.exception()
+        return (
+            f"{stage} shard {shard:05d} failed after {self.retries} retries: "
+            f"{type(exc).__name__}: {exc}"
+        )
 
     def skip(self, stage: str, shard: int, why: str) -> None:
         self.skipped.setdefault(stage, {})[shard] = why
@@ -81,9 +95,7 @@ class _Tracker:
         if future.status == "finished":
             self.board.add(stage, future.result())
             return
-        exc = future.exception()
-        message = f"{stage} shard {shard:05d} failed after {self.retries} retries: "
-        message += f"{type(exc).__name__}: {exc}"
+        message = self._failure(stage, shard, future)
         if self.on_error == "fail":
             self.client.cancel(list(f for s in self.futures.values() for f in s.values()))
             raise ShardFailed(message)
@@ -110,9 +122,11 @@ def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunR
             upstream = tracker.futures.get(stage.upstream or "", {})
             if stage.barrier:
                 tracker.wait(upstream.values())
+                _reset_if_stale(stage, ctx, bool(upstream))
                 stage.prepare(ctx, client)
-            for shard in _submit_order(stage, ctx, board):
-                dep = upstream.get(shard)
+            for shard in _submit_order(stage, ctx, board, upstream):
+                # A barrier stage already waited for all of upstream: no per-shard dependency.
+                dep = None if stage.barrier else upstream.get(shard)
                 why = _blocked(layout, stage, shard, dep, tracker)
                 if why:
                     tracker.skip(name, shard, why)
@@ -128,18 +142,33 @@ def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunR
                     resources=dict(stage.resources) or None,
                     pure=False,
                 )
-                tracker.add(name, shard, future)
+                tracker.add(name, shard, future, stage.upstream)
         tracker.wait(f for per_stage in tracker.futures.values() for f in per_stage.values())
     return _write_run_report(layout, names, tracker.skipped)
 
 
-def _submit_order(stage: Stage, ctx: RunContext, board: ProgressBoard) -> list[int]:
-    """The stage's shards that are not done yet; done ones count towards the progress bar."""
+def _submit_order(
+    stage: Stage, ctx: RunContext, board: ProgressBoard, upstream: dict[int, Future]
+) -> list[int]:
+    """The stage's shards that are not done yet; done ones count towards the progress bar.
+
+    A done shard whose upstream shard is recomputed in this run, or was recomputed after it,
+    is stale: its marker is deleted and it runs again (make-like, on done-marker times).
+    """
+    layout = ctx.layout
     shards = stage.shards(ctx)
     board.set_total(stage.name, len(shards))
     todo = []
     for shard in shards:
-        report = read_done(ctx.layout, stage.name, shard)
+        marker = layout.done_marker(stage.name, shard)
+        if (
+            not stage.barrier
+            and marker.is_file()
+            and (shard in upstream or _newer(layout, stage.upstream, shard, marker))
+        ):
+            log.info("%s shard %05d is stale (upstream recomputed): rerunning", stage.name, shard)
+            marker.unlink()
+        report = read_done(layout, stage.name, shard)
         if report is None:
             todo.append(shard)
         else:
@@ -147,16 +176,42 @@ def _submit_order(stage: Stage, ctx: RunContext, board: ProgressBoard) -> list[i
     return todo
 
 
+def _newer(layout: RunLayout, upstream: str | None, shard: int, marker: Path) -> bool:
+    if upstream is None:
+        return False
+    theirs = layout.done_marker(upstream, shard)
+    return theirs.is_file() and theirs.stat().st_mtime > marker.stat().st_mtime
+
+
+def _reset_if_stale(stage: Stage, ctx: RunContext, recomputed_upstream: bool) -> None:
+    """A barrier stage decides over all shards: any upstream change makes all of it stale."""
+    layout = ctx.layout
+    markers = [layout.done_marker(stage.name, s) for s in layout.done_shards(stage.name)]
+    if stage.upstream is None or not markers:
+        return
+    oldest = min(m.stat().st_mtime for m in markers)
+    newest_upstream = max(
+        (layout.done_marker(stage.upstream, s).stat().st_mtime
+         for s in layout.done_shards(stage.upstream)),
+        default=0.0,
+    )  # fmt: skip
+    if recomputed_upstream or newest_upstream > oldest:
+        log.info("%s is stale (upstream recomputed): recomputing all its shards", stage.name)
+        for marker in markers:
+            marker.unlink()
+        stage.reset(ctx)
+
+
 def _blocked(
     layout: RunLayout, stage: Stage, shard: int, dep: Future | None, tracker: _Tracker
 ) -> str | None:
     """Why the shard cannot run now (its upstream shard failed or is missing), or None."""
     up = stage.upstream
-    if up is None or stage.barrier or dep is not None:
+    if up is None:
         return None
     if shard in tracker.skipped.get(up, {}):
-        return f"upstream {up} shard {shard:05d} was skipped"
-    if not layout.done_marker(up, shard).is_file():
+        return f"{stage.name} shard {shard:05d} not run: upstream {up} shard {shard:05d} failed"
+    if dep is None and not layout.done_marker(up, shard).is_file():
         return f"upstream {up} shard {shard:05d} is not done: run stage {up!r}"
     return None
 

@@ -9,11 +9,19 @@ from pydantic import BaseModel
 
 from stages.base import RunContext, Stage
 from stages.candidates import CandidatesConfig
+from stages.caption import CaptionStageConfig
+from stages.dedup import DedupConfig
 from stages.download import DownloadConfig
+from stages.filter import filter_stage_config
+from stages.shard import ShardConfig
 
 STAGES: dict[str, type[BaseModel]] = {
     "candidates": CandidatesConfig,
     "download": DownloadConfig,
+    "filter": filter_stage_config(),
+    "dedup": DedupConfig,
+    "caption": CaptionStageConfig,
+    "shard": ShardConfig,
 }
 
 

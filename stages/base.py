@@ -35,19 +35,27 @@ class Stage(Protocol):
     A ``barrier`` stage needs every upstream shard done first: the runner then calls
     ``prepare`` on the driver, which may use the cluster for run-wide work (planning the shards,
     global dedup). ``resources`` is the Dask resource annotation of its tasks (e.g. a GPU).
-    ``run_shard`` must be idempotent: the runner discards the shard's scratch space before each
-    attempt and writes the done marker after it returns.
+    When upstream shards were recomputed, the runner deletes this stage's done markers (all of
+    them for a barrier stage) and calls ``reset``. ``run_shard`` must be idempotent: the runner
+    discards the shard's scratch space before each attempt and writes the done marker after it
+    returns.
     """
 
     name: ClassVar[str]
     upstream: ClassVar[str | None]
-    columns: ClassVar[tuple[str, ...]]
     barrier: ClassVar[bool]
+
+    @property
+    def columns(self) -> tuple[str, ...]: ...
 
     @property
     def resources(self) -> Mapping[str, float]: ...
 
     def prepare(self, ctx: RunContext, client: Client) -> None: ...
+
+    def reset(self, ctx: RunContext) -> None:
+        """Discard run-wide state derived from upstream (barrier stages), before a recompute."""
+        ...
 
     def shards(self, ctx: RunContext) -> list[int]: ...
 

@@ -119,6 +119,9 @@ class CandidatesStage:
         )
         client.gather(futures)
 
+    def reset(self, ctx: RunContext) -> None:
+        return None  # the first stage: nothing upstream can make it stale
+
     def shards(self, ctx: RunContext) -> list[int]:
         return read_plan(ctx.layout).shard_ids
 

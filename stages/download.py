@@ -125,6 +125,9 @@ class DownloadStage:
     def prepare(self, ctx: RunContext, client: Client) -> None:
         return None
 
+    def reset(self, ctx: RunContext) -> None:
+        return None
+
     def shards(self, ctx: RunContext) -> list[int]:
         return read_plan(ctx.layout).shard_ids
 

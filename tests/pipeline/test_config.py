@@ -9,6 +9,7 @@ import pytest
 from pipeline.cli import main
 from pipeline.config import ConfigError, apply_overrides, load_config
 from pipeline.demo import DEMO_CONFIG
+from stages import STAGES
 
 
 def write(tmp: Path, text: str) -> Path:
@@ -27,7 +28,7 @@ def error_of(path: Path, *overrides: str) -> str:
 
 def test_demo_config_is_valid() -> None:
     config = load_config(DEMO_CONFIG)
-    assert config.stages == ["candidates", "download"]
+    assert config.stages == list(STAGES)  # the demo runs every registered stage
     assert config.stage_config("candidates").shard_size == 12  # type: ignore[attr-defined]
 
 
@@ -114,7 +115,7 @@ def test_cli_validate_ok_and_missing_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["validate", str(DEMO_CONFIG)]) == 0
-    assert "ok (stages: candidates, download" in capsys.readouterr().out
+    assert "ok (stages: candidates, download, filter" in capsys.readouterr().out
     assert main(["validate", str(tmp_path / "none.yaml")]) == 2
     assert capsys.readouterr().err.strip() == (
         f"laionface validate: config file {tmp_path / 'none.yaml'} does not exist"

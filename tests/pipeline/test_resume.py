@@ -10,10 +10,9 @@ import pytest
 from manifests.layout import RunLayout
 from pipeline.cli import main
 from pipeline.runner import run_pipeline
+from stages import STAGES
 from tests.conftest import demo_config
 from tests.pipeline.manifest_compare import assert_same_manifests
-
-STAGES = ["candidates", "download"]
 
 
 def test_failed_shard_skip_fail_then_resume(
@@ -37,10 +36,19 @@ def test_failed_shard_skip_fail_then_resume(
     manifest.write_bytes(b"not parquet")
     result = run_pipeline(demo_config(run_dir, demo_input, *joined, "runner.on_shard_error=skip"))
     assert not result.ok
-    assert list(result.skipped) == ["download"]
-    assert list(result.skipped["download"]) == [1]
-    assert "download shard 00001 failed after 1 retries" in result.skipped["download"][1]
+    assert list(result.skipped) == list(STAGES)[1:]
+    assert all(list(shards) == [1] for shards in result.skipped.values())
+    assert result.skipped["download"][1].startswith(
+        "download shard 00001 failed after 1 retries: ArrowInvalid: Could not open Parquet"
+    )
+    assert result.skipped["filter"][1] == (
+        "filter shard 00001 not run: upstream download shard 00001 failed"
+    )
+    assert result.skipped["shard"][1] == (
+        "shard shard 00001 not run: upstream caption shard 00001 failed"
+    )
     assert layout.done_shards("download") == [0]
+    assert layout.done_shards("caption") == [0]
     assert "00001" in (run_dir / "report.json").read_text()
 
     # 3. The same with on_shard_error=fail: one line on stderr, non-zero exit.
@@ -66,7 +74,7 @@ def test_failed_shard_skip_fail_then_resume(
     assert result.ok
     assert layout.done_shards("download") == [0, 1]
     assert not stale.exists()
-    assert_same_manifests(reference_run, run_dir, STAGES)
+    assert_same_manifests(reference_run, run_dir)
 
 
 def test_rerun_of_a_done_run_changes_nothing(

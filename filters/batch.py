@@ -1,0 +1,76 @@
+"""``Batch``: the rows a filter scores, decoded once, with the columns scored so far."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from filters.decode import DEFAULT_DECODE, OK, DecodeConfig, DecodedImage, decode_image
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Rows to score.
+
+    ``decoded`` holds each row's pixels or its decode status (``filters.decode``); ``columns``
+    holds input columns (e.g. ``ALT_TEXT``) and every column written by earlier filters, each a
+    list as long as the batch. Later filters read detections from ``columns`` instead of
+    detecting again.
+    """
+
+    decoded: tuple[DecodedImage | str, ...]
+    columns: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name, values in self.columns.items():
+            if len(values) != len(self.decoded):
+                raise ValueError(f"column {name!r} has {len(values)} rows, batch {len(self)}")
+
+    @classmethod
+    def from_bytes(
+        cls,
+        blobs: Sequence[bytes | None],
+        columns: Mapping[str, Sequence[Any]] | None = None,
+        decode: DecodeConfig = DEFAULT_DECODE,
+    ) -> Batch:
+        """Decode every blob once (``None`` or empty bytes: status ``empty``)."""
+        return cls(tuple(decode_image(blob, decode) for blob in blobs), dict(columns or {}))
+
+    @classmethod
+    def from_images(
+        cls, images: Sequence[np.ndarray], columns: Mapping[str, Sequence[Any]] | None = None
+    ) -> Batch:
+        """Wrap already-decoded H x W x 3 uint8 RGB arrays."""
+        decoded = tuple(DecodedImage(np.ascontiguousarray(image)) for image in images)
+        return cls(decoded, dict(columns or {}))
+
+    def __len__(self) -> int:
+        return len(self.decoded)
+
+    def image(self, row: int) -> np.ndarray | None:
+        """RGB pixels of ``row``, or ``None`` when it did not decode."""
+        item = self.decoded[row]
+        return item.rgb if isinstance(item, DecodedImage) else None
+
+    def status(self, row: int) -> str:
+        """``"ok"`` or the decode failure of ``row``."""
+        item = self.decoded[row]
+        return OK if isinstance(item, DecodedImage) else item
+
+    def column(self, name: str) -> Sequence[Any]:
+        """A column by name; a clear error names the filter order problem when it is absent."""
+        if name not in self.columns:
+            raise KeyError(f"column {name!r} is not in the batch: is its filter configured first?")
+        return self.columns[name]
+
+    def select(self, rows: Sequence[int]) -> Batch:
+        """The sub-batch of ``rows`` (in that order)."""
+        columns = {name: [values[i] for i in rows] for name, values in self.columns.items()}
+        return Batch(tuple(self.decoded[i] for i in rows), columns)
+
+    def with_columns(self, columns: Mapping[str, Sequence[Any]]) -> Batch:
+        """This batch with ``columns`` added (or replaced)."""
+        return Batch(self.decoded, {**self.columns, **columns})

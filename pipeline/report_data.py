@@ -1,0 +1,223 @@
+"""The numbers of the audit report, read from a run directory (no models, no images).
+
+Funnel from the done-marker reports; score distributions from the manifests; thresholds from
+the resolved config in ``run.json``; per-shard timing from the reports' seconds; caption
+lengths of the published samples. ``report_html`` draws them; ``as_json`` is their JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from manifests import schema as S
+from manifests.io import read_stage_reports
+from manifests.layout import RunLayout
+from manifests.report import ShardReport, merge_reports
+from stages import STAGES
+from stages.shard_plan import SOURCE_STAGES
+from stages.shard_records import SCORE_COLUMNS
+
+SHARD_STAGE = "shard"
+_BINS = 30  # histogram bins: enough shape for a few thousand samples per score
+
+# (filter or section type, config field) -> (score column, how the threshold applies).
+# Field names are those of the filter config models (filters/*.py) and candidates.prefilter.
+THRESHOLD_FIELDS: dict[tuple[str, str], tuple[str, str]] = {
+    ("face_count", "min_faces"): (S.FACE_COUNT, "min"),
+    ("face_count", "max_faces"): (S.FACE_COUNT, "max"),
+    ("face_confidence", "min_confidence"): (S.FACE_CONFIDENCE, "min"),
+    ("face_size", "min_px"): (S.FACE_SIZE_PX, "min"),
+    ("face_size", "min_area_fraction"): (S.FACE_AREA_FRACTION, "min"),
+    ("face_border", "min_margin"): (S.FACE_BORDER_MARGIN, "min"),
+    ("face_pose", "max_abs_yaw_deg"): (S.FACE_YAW_DEG, "abs_max"),
+    ("face_pose", "max_abs_roll_deg"): (S.FACE_ROLL_DEG, "abs_max"),
+    ("face_pose", "max_abs_pitch_deg"): (S.FACE_PITCH_DEG, "abs_max"),
+    ("face_sharpness", "min_sharpness"): (S.FACE_SHARPNESS, "min"),
+    ("face_exposure", "min_brightness"): (S.FACE_BRIGHTNESS, "min"),
+    ("face_exposure", "max_brightness"): (S.FACE_BRIGHTNESS, "max"),
+    ("face_exposure", "min_contrast"): (S.FACE_CONTRAST, "min"),
+    ("nsfw", "max_score"): (S.NSFW_SCORE, "max"),
+    ("clip", "min_similarity"): (S.CLIP_SIMILARITY, "min"),
+    ("clip", "min_aesthetic"): (S.AESTHETIC_SCORE, "min"),
+    ("clip", "max_watermark"): (S.WATERMARK_SCORE, "max"),
+    ("prefilter", "min_similarity"): (S.SIMILARITY, "min"),
+    ("prefilter", "max_punsafe"): (S.PUNSAFE, "max"),
+    ("prefilter", "max_pwatermark"): (S.PWATERMARK, "max"),
+}
+
+
+@dataclass(frozen=True)
+class Threshold:
+    column: str
+    value: float
+    kind: str  # "min", "max" or "abs_max" (applies to |value|)
+    source: str  # "<section>.<field>"
+
+
+@dataclass(frozen=True)
+class Histogram:
+    column: str
+    count: int
+    mean: float
+    edges: list[float]
+    counts: list[int]
+    thresholds: list[Threshold] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ShardTiming:
+    stage: str
+    shard: int
+    seconds: float
+    rows: int
+    rows_per_s: float
+
+
+@dataclass(frozen=True)
+class ReportData:
+    run_dir: str
+    stages: list[str]
+    funnel: list[ShardReport]
+    histograms: list[Histogram]
+    timings: list[ShardTiming]
+    caption_words: Histogram | None
+
+
+def run_config(layout: RunLayout) -> dict[str, Any]:
+    if not layout.run_json.is_file():
+        return {}
+    config: dict[str, Any] = json.loads(layout.run_json.read_text(encoding="utf-8"))["config"]
+    return config
+
+
+def stages_of(layout: RunLayout) -> list[str]:
+    """Stages with at least one done shard, in pipeline order (shard last)."""
+    order = dict.fromkeys([*STAGES, *SOURCE_STAGES, SHARD_STAGE])
+    return [s for s in order if layout.done_shards(s)]
+
+
+def _walk(node: Any, path: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Every mapping in a config with the name it is known by (its ``type`` or its key)."""
+    if isinstance(node, dict):
+        yield str(node.get("type") or path.rsplit(".", 1)[-1]), path, node
+        for key, child in node.items():
+            yield from _walk(child, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, child in enumerate(node):
+            yield from _walk(child, f"{path}.{i}")
+
+
+def thresholds(config: dict[str, Any]) -> list[Threshold]:
+    """Thresholds found in the config; filters outside the filter ``chain`` (if any) skipped."""
+    chain = (
+        config.get("filter", {}).get("chain") if isinstance(config.get("filter"), dict) else None
+    )
+    out = []
+    for kind, path, node in _walk(config, ""):
+        if chain is not None and path.startswith("filter.") and kind not in chain:
+            continue
+        for key, value in node.items():
+            target = THRESHOLD_FIELDS.get((kind, key))
+            if target is not None and isinstance(value, int | float):
+                out.append(Threshold(target[0], float(value), target[1], f"{path}.{key}"))
+    return out
+
+
+def histogram(column: str, values: np.ndarray, marks: list[Threshold]) -> Histogram:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return Histogram(column, 0, math.nan, [], [], marks)
+    # The range covers the thresholds too, so every marked line falls on the plotted axis.
+    limits = [
+        v for t in marks for v in ((t.value, -t.value) if t.kind == "abs_max" else (t.value,))
+    ]
+    low, high = min([values.min(), *limits]), max([values.max(), *limits])
+    counts, edges = np.histogram(values, bins=_BINS, range=(low, high) if high > low else None)
+    return Histogram(
+        column, int(values.size), float(values.mean()), edges.tolist(), counts.tolist(), marks
+    )
+
+
+def _column_values(
+    layout: RunLayout, stages: list[str], columns: tuple[str, ...]
+) -> dict[str, np.ndarray]:
+    """Every value of each column (nulls as NaN), from the first stage whose manifests hold it."""
+    owner: dict[str, str] = {}
+    parts: dict[str, list[np.ndarray]] = {}
+    for stage in stages:
+        for shard in layout.done_shards(stage):
+            path = layout.manifest(stage, shard)
+            present = pq.read_schema(path).names
+            names = [c for c in columns if c in present and owner.setdefault(c, stage) == stage]
+            if not names:
+                continue
+            table = pq.read_table(path, columns=names)
+            for name in names:
+                array = table[name].to_numpy(zero_copy_only=False)
+                parts.setdefault(name, []).append(np.asarray(array, dtype=float))
+    return {c: np.concatenate(p) for c, p in parts.items()}
+
+
+def timings(layout: RunLayout, stages: list[str]) -> list[ShardTiming]:
+    out = []
+    for stage in stages:
+        for r in read_stage_reports(layout, stage):
+            seconds = float(r.seconds.get("total", sum(r.seconds.values())))
+            rate = r.n_rows / seconds if seconds > 0 else 0.0
+            out.append(ShardTiming(stage, r.shards[0], seconds, r.n_rows, rate))
+    return out
+
+
+def _published_caption_words(layout: RunLayout) -> np.ndarray:
+    words: list[float] = []
+    for index in sorted((layout.root / "shards").glob("*.parquet")):
+        captions = pq.read_table(index, columns=[S.CAPTION])[S.CAPTION].to_pylist()
+        words += [len((c or "").split()) for c in captions]
+    return np.asarray(words, dtype=float)
+
+
+def collect(layout: RunLayout) -> ReportData:
+    """All numbers of the report."""
+    stages = stages_of(layout)
+    marks = thresholds(run_config(layout))
+    values = _column_values(layout, stages, SCORE_COLUMNS)
+    hists = [
+        histogram(c, values[c], [t for t in marks if t.column == c])
+        for c in SCORE_COLUMNS
+        if c in values and c != S.CAPTION_WORDS
+    ]
+    words = _published_caption_words(layout)
+    return ReportData(
+        run_dir=str(layout.root),
+        stages=stages,
+        funnel=[merge_reports(s, read_stage_reports(layout, s)) for s in stages],
+        histograms=hists,
+        timings=timings(layout, stages),
+        caption_words=histogram(S.CAPTION_WORDS, words, []) if words.size else None,
+    )
+
+
+def as_json(data: ReportData, galleries: dict[str, list[str]]) -> str:
+    """The report's numbers as JSON (NaN written as null); ``galleries`` lists sample_ids."""
+    body = asdict(data)
+    for report in body["funnel"]:
+        report["n_dropped"] = sum(report["dropped"].values())
+    body["galleries"] = galleries
+    return json.dumps(_finite(body), indent=2, sort_keys=True)
+
+
+def _finite(node: Any) -> Any:
+    if isinstance(node, float):
+        return node if math.isfinite(node) else None
+    if isinstance(node, dict):
+        return {k: _finite(v) for k, v in node.items()}
+    if isinstance(node, list | tuple):
+        return [_finite(v) for v in node]
+    return node

@@ -1,0 +1,154 @@
+"""Stage ``caption``: fine-grained captions for the samples still kept after filter and dedup.
+
+The captioner is named by registry key (``captioner: {type: hf_vlm, model_path: ...}``); the
+embedded default, ``attributes``, needs no model. Captions are cleaned (boilerplate, loops,
+refusals, word and text-encoder token limits) and every sample's caption model and prompt
+version are recorded. The original alt text stays in the candidates manifest, untouched.
+A kept sample left without a caption (refused, failed) is dropped with ``caption:refused`` or
+``caption:failed`` unless a ``fallback`` captioner (e.g. ``attributes``) fills it in.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import BaseModel, ConfigDict, Field
+
+from captioners import (
+    AttributesConfig,
+    CaptionContext,
+    Captioner,
+    CaptionerConfig,
+    CaptionStats,
+    CleaningConfig,
+    caption_batch,
+)
+from filters.decode import DecodedImage, decode_image
+from manifests import schema as S
+from manifests.io import join_stages, write_table_atomic
+from manifests.report import ShardReport
+from manifests.verdicts import combine, count
+from stages.base import RunContext
+from stages.filter import read_tar_images
+from stages.plan import read_plan
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+NAME = "caption"
+UPSTREAM_STAGES = ["candidates", "download", "filter", "dedup"]
+
+
+def _default_captioner() -> CaptionerConfig:
+    """The embedded default: deterministic captions from measured attributes, no model."""
+    return AttributesConfig.model_validate({})
+
+
+class CaptionStageConfig(BaseModel):
+    """Section ``caption``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    captioner: CaptionerConfig = Field(default_factory=_default_captioner)
+    fallback: CaptionerConfig | None = Field(
+        None, description="captions what the captioner refused"
+    )
+    cleaning: CleaningConfig = Field(default_factory=CleaningConfig)  # type: ignore[arg-type]
+    batch_size: int = Field(16, ge=1, description="samples per captioner call")
+    gpu: bool = Field(False, description="annotate tasks with the GPU resource (a local VLM)")
+
+    def build(self) -> CaptionStage:
+        return CaptionStage(self)
+
+
+def _captioner(config: BaseModel) -> Captioner:
+    """The configured captioner; model-backed ones cache their weights per worker process
+    inside ``build`` (``hf_vlm``), so a VLM loads once, not once per shard."""
+    built: Captioner = config.build()  # type: ignore[attr-defined]
+    return built
+
+
+class CaptionStage:
+    """See the module docstring."""
+
+    name: ClassVar[str] = NAME
+    upstream: ClassVar[str | None] = "dedup"
+    columns: ClassVar[tuple[str, ...]] = (*S.CAPTION_RECORD_COLUMNS, *S.VERDICT_COLUMNS)
+    barrier: ClassVar[bool] = False
+
+    def __init__(self, config: CaptionStageConfig) -> None:
+        self.config = config
+
+    @property
+    def resources(self) -> dict[str, float]:
+        return {"GPU": 1.0} if self.config.gpu else {}
+
+    def prepare(self, ctx: RunContext, client: Client) -> None:
+        return None
+
+    def reset(self, ctx: RunContext) -> None:
+        return None
+
+    def shards(self, ctx: RunContext) -> list[int]:
+        return read_plan(ctx.layout).shard_ids
+
+    def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
+        rows = join_stages(ctx.layout, UPSTREAM_STAGES, shard)
+        upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        t0 = time.perf_counter()
+        values, stats = self._caption(rows, upstream, ctx, shard)
+        own = [_why_dropped(values, i) if upstream[i] else None for i in range(rows.num_rows)]
+        after = combine(upstream, rows[S.REJECT_REASON].to_pylist(), own)
+        table = pa.table({**values, **after.columns()})
+        write_table_atomic(table.cast(S.schema_for(self.columns)), ctx.layout.manifest(NAME, shard))
+        return count(
+            NAME, shard, upstream, after,
+            seconds={"caption": time.perf_counter() - t0}, counters=stats.as_report(),
+        )  # fmt: skip
+
+    def _caption(
+        self, rows: pa.Table, alive: np.ndarray, ctx: RunContext, shard: int
+    ) -> tuple[dict[str, list[Any]], CaptionStats]:
+        """Caption columns for every row (None where the sample is not kept) and the stats."""
+        captioner = _captioner(self.config.captioner)
+        fallback = _captioner(self.config.fallback) if self.config.fallback is not None else None
+        needs_pixels = captioner.needs_pixels or (fallback is not None and fallback.needs_pixels)
+        blobs = (
+            read_tar_images(ctx.layout.shard_file("download", shard, ".tar"))
+            if needs_pixels
+            else {}
+        )
+        records = rows.to_pylist()
+        values: dict[str, list[Any]] = {c: [None] * rows.num_rows for c in S.CAPTION_RECORD_COLUMNS}
+        values[S.SAMPLE_ID] = rows[S.SAMPLE_ID].to_pylist()
+        stats = CaptionStats()
+        todo = np.flatnonzero(alive).tolist()
+        for start in range(0, len(todo), self.config.batch_size):
+            idx = todo[start : start + self.config.batch_size]
+            contexts = [CaptionContext.from_row(records[i]) for i in idx]
+            images = (
+                [_pixels(blobs.get(str(records[i][S.DL_KEY]))) for i in idx] if needs_pixels else []
+            )
+            batch = caption_batch(captioner, images, contexts, self.config.cleaning, fallback)
+            for name, column in batch.columns().items():
+                for i, value in zip(idx, column, strict=True):
+                    values[name][i] = value
+            stats = stats + batch.stats
+        return values, stats
+
+
+def _pixels(blob: bytes | None) -> np.ndarray:
+    """Decoded RGB pixels; the filter stage already proved these bytes decode."""
+    decoded = decode_image(blob) if blob else "empty"
+    if not isinstance(decoded, DecodedImage):
+        raise ValueError(f"a kept sample's image does not decode ({decoded})")
+    return decoded.rgb
+
+
+def _why_dropped(values: dict[str, list[Any]], i: int) -> str | None:
+    if values[S.CAPTION][i] is not None:
+        return None
+    return S.reason(NAME, "refused" if values[S.CAPTION_REFUSAL][i] else "failed")

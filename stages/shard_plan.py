@@ -1,0 +1,186 @@
+"""Run-wide planning of the final shards, and the shard stage's per-input-shard manifest.
+
+1. ``gather_part`` (one task per input shard): the publishable samples of the shard (final
+   keep, image present) with their json member and their size in a tar, into a part file.
+2. ``plan_assignment`` (driver): samples ordered by (input shard, sample_id), cut into output
+   tars of at most ``samples_per_shard`` samples and ``max_shard_bytes`` bytes.
+3. ``shard_manifest``: a pure function of the caption manifest, the assignment and the
+   takedown register, used by ``run_shard``, the dataset card and takedowns alike.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from manifests import schema as S
+from manifests.io import join_stages, read_manifest, write_table_atomic, write_text_atomic
+from manifests.layout import RunLayout
+from manifests.report import ShardReport
+from manifests.verdicts import combine, count
+from stages.shard_records import (
+    ImageSettings,
+    dumps_metadata,
+    image_payload,
+    sample_metadata,
+    tar_member_bytes,
+)
+from stages.shard_writer import (
+    PART_COLUMNS,
+    find_member,
+    open_download_tar,
+    part_path,
+    read_member,
+)
+
+log = logging.getLogger(__name__)
+
+NAME = "shard"
+UPSTREAM = "caption"
+# The manifests joined for a published sample, in pipeline order.
+SOURCE_STAGES: tuple[str, ...] = ("candidates", "download", "filter", "dedup", "caption")
+SHARD_COLUMNS: tuple[str, ...] = (
+    S.SAMPLE_ID,
+    S.OUT_TAR,
+    S.OUT_INDEX,
+    S.TAKEDOWN,
+    S.KEEP,
+    S.REJECT_REASON,
+)
+ASSIGNMENT_COLUMNS: tuple[str, ...] = (S.SAMPLE_ID, S.SHARD, S.OUT_TAR, S.OUT_INDEX)
+TAKEDOWN_REASON = S.reason("takedown", "requested")
+MISSING_IMAGE_REASON = S.reason(NAME, "missing_image")
+
+
+def assignment_path(layout: RunLayout) -> Path:
+    return layout.stage_global(NAME) / "assignment.parquet"
+
+
+def read_takedown_register(layout: RunLayout) -> frozenset[str]:
+    """Sample ids removed by takedown requests so far (kept across rebuilds)."""
+    path = layout.stage_global(NAME) / "takedown.json"
+    if not path.is_file():
+        return frozenset()
+    return frozenset(json.loads(path.read_text(encoding="utf-8"))["sample_ids"])
+
+
+def write_takedown_register(layout: RunLayout, sample_ids: frozenset[str]) -> None:
+    body = {"sample_ids": sorted(sample_ids)}
+    write_text_atomic(json.dumps(body, indent=2), layout.stage_global(NAME) / "takedown.json")
+
+
+def gather_part(shard: int, layout: RunLayout, settings: ImageSettings) -> int:
+    """Write the part file of one input shard; returns how many samples it holds."""
+    # Stages a config left out have no manifest; the caption stage's verdict is the final one.
+    present = [s for s in SOURCE_STAGES if layout.manifest(s, shard).is_file()]
+    joined = join_stages(layout, [*[s for s in present if s != UPSTREAM], UPSTREAM], shard)
+    kept = joined.filter(pc.fill_null(joined[S.KEEP], False))
+    rows: list[dict] = []
+    with open_download_tar(layout, shard) as (tar, members):
+        for row in kept.to_pylist():
+            info = find_member(members, row.get(S.DL_KEY) or "")
+            if info is None:
+                log.warning("%s: no image in download shard %05d", row[S.SAMPLE_ID], shard)
+                continue
+            rows.append(_part_row(row, shard, info.name, read_member(tar, info), settings))
+    table = pa.Table.from_pylist(rows, schema=S.schema_for(PART_COLUMNS))
+    write_table_atomic(table, part_path(layout, shard))
+    return table.num_rows
+
+
+def _part_row(
+    row: dict, shard: int, member: str, data: bytes | None, settings: ImageSettings
+) -> dict:
+    ext = member.rsplit(".", 1)[1]
+    payload = image_payload(data or b"", ext, settings)
+    metadata = dumps_metadata(sample_metadata(row, payload))
+    caption = row.get(S.CAPTION) or ""
+    sizes = (len(payload.data), len(metadata.encode("utf-8")), len(caption.encode("utf-8")))
+    out = {c: row.get(c) for c in PART_COLUMNS}
+    out[S.SHARD] = shard
+    out[S.OUT_IMAGE_EXT] = ext
+    out[S.OUT_METADATA_JSON] = metadata
+    out[S.OUT_SIZE_BYTES] = sum(tar_member_bytes(n) for n in sizes)
+    return out
+
+
+def tar_name(index: int) -> str:
+    return f"{index:05d}.tar"
+
+
+def plan_assignment(
+    parts: pa.Table, samples_per_shard: int, max_shard_bytes: int, removed: frozenset[str]
+) -> pa.Table:
+    """Cut the samples into output tars, in (input shard, sample_id) order.
+
+    A tar is closed before a sample that would exceed either limit; a single sample larger
+    than ``max_shard_bytes`` gets a tar of its own.
+    """
+    gone = pa.array(sorted(removed), pa.string())
+    parts = parts.filter(pc.invert(pc.is_in(parts[S.SAMPLE_ID], value_set=gone)))
+    parts = parts.sort_by([(S.SHARD, "ascending"), (S.SAMPLE_ID, "ascending")])
+    sizes = parts[S.OUT_SIZE_BYTES].to_pylist()
+    tars, positions = [], []
+    current, n, used = 0, 0, 0
+    for size in sizes:
+        if n > 0 and (n >= samples_per_shard or used + size > max_shard_bytes):
+            current, n, used = current + 1, 0, 0
+        tars.append(tar_name(current))
+        positions.append(n)
+        n, used = n + 1, used + size
+    columns = {
+        S.SAMPLE_ID: parts[S.SAMPLE_ID],
+        S.SHARD: parts[S.SHARD],
+        S.OUT_TAR: pa.array(tars, pa.string()),
+        S.OUT_INDEX: pa.array(positions, pa.int64()),
+    }
+    return pa.table(columns, schema=S.schema_for(ASSIGNMENT_COLUMNS))
+
+
+def read_assignment(layout: RunLayout) -> pa.Table:
+    return pq.read_table(assignment_path(layout))
+
+
+def shard_manifest(
+    layout: RunLayout, shard: int, assignment: pa.Table, removed: frozenset[str]
+) -> tuple[pa.Table, ShardReport]:
+    """The shard stage's manifest of one input shard and its report (see the module doc)."""
+    up = read_manifest(layout, UPSTREAM, shard, [S.SAMPLE_ID, *S.VERDICT_COLUMNS])
+    upstream_keep = np.asarray(pc.fill_null(up[S.KEEP], False).to_numpy(), dtype=bool)
+    mine = assignment.filter(pc.equal(assignment[S.SHARD], shard))
+    placed = dict(
+        zip(
+            mine[S.SAMPLE_ID].to_pylist(),
+            zip(mine[S.OUT_TAR].to_pylist(), mine[S.OUT_INDEX].to_pylist(), strict=True),
+            strict=True,
+        )
+    )
+    ids = up[S.SAMPLE_ID].to_pylist()
+    reasons: list[str | None] = []
+    for sid in ids:
+        if sid in removed:
+            reasons.append(TAKEDOWN_REASON)
+        elif sid not in placed:
+            reasons.append(MISSING_IMAGE_REASON)
+        else:
+            reasons.append(None)
+    verdicts = combine(upstream_keep, up[S.REJECT_REASON].to_pylist(), reasons)
+    pairs = zip(ids, verdicts.keep, strict=True)
+    where = [placed.get(sid) if keep else None for sid, keep in pairs]
+    table = pa.table(
+        {
+            S.SAMPLE_ID: up[S.SAMPLE_ID],
+            S.OUT_TAR: pa.array([w[0] if w else None for w in where], pa.string()),
+            S.OUT_INDEX: pa.array([w[1] if w else None for w in where], pa.int64()),
+            S.TAKEDOWN: pa.array([sid in removed for sid in ids], pa.bool_()),
+            **verdicts.columns(),
+        },
+        schema=S.schema_for(SHARD_COLUMNS),
+    )
+    return table, count(NAME, shard, upstream_keep, verdicts)
