@@ -2,9 +2,10 @@
 
 Both sides download the same N distinct URLs (photos served from 127.0.0.1 with a unique
 query string each) with the same img2dataset settings and the same parallelism: the stage
-runs S shards on a 2-worker Dask cluster (one img2dataset subprocess per shard), the baseline
-calls ``img2dataset.download`` once with ``processes_count=2`` over the same rows. Printed:
-both rates (successful images per second) and stage/baseline. Target: >= 0.95.
+runs S shards on a 2-worker Dask cluster (one subprocess per shard running img2dataset's
+``Downloader``), the baseline calls ``img2dataset.download`` once with ``processes_count=2``
+over the same rows. Printed: both rates (successful images per second) and stage/baseline.
+Target: >= 0.95. The stage's time includes reading and writing its manifests.
 
     python bench/download.py --urls 4000 --shards 4
 """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +42,12 @@ class NsfwConfig(BaseModel):
         description="ONNX Runtime providers in preference order; unavailable ones are dropped",
     )
     batch_size: int = Field(default=64, gt=0, description="images per ONNX Runtime call")
+    intra_op_threads: int | None = Field(
+        default=None,
+        ge=1,
+        description="ONNX Runtime CPU threads; default: OMP_NUM_THREADS when set (Dask's nanny "
+        "sets it to 1 per worker, so workers do not oversubscribe the cores), else all cores",
+    )
 
     def build(self) -> NsfwFilter:
         return NsfwFilter(self)
@@ -64,7 +71,13 @@ def _load(config: NsfwConfig) -> Any:
     path = config.model_path or bundled_model_path()
     if not path.is_file():
         raise MissingModelError(f"open_nsfw model not found at {path}")
-    return NSFWClassifier(str(path), providers=list(config.providers))
+    threads = config.intra_op_threads or _omp_threads()
+    return NSFWClassifier(str(path), providers=list(config.providers), intra_op_num_threads=threads)
+
+
+def _omp_threads() -> int | None:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 @dataclass(frozen=True)

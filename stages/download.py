@@ -2,8 +2,9 @@
 
 img2dataset installs a SIGINT handler, which only works in a main thread; inside a Dask worker
 ``img2dataset.download()`` raises ``ValueError: signal only works in main thread``. So each shard
-runs img2dataset's own CLI in a subprocess, whose output (tar + parquet of per-sample status)
-is then folded into our manifest keyed by sample_id. Its console output goes to the shard log.
+runs img2dataset's ``Downloader`` in a subprocess (``stages.img2dataset_shard``), whose output
+(tar + parquet of per-sample status) is then folded into our manifest keyed by sample_id. Its
+console output goes to the shard log.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -74,37 +75,27 @@ class DownloadConfig(BaseModel):
     def build(self) -> DownloadStage:
         return DownloadStage(self)
 
-    def cli_args(self, url_list: Path, out_dir: Path, n_rows: int) -> list[str]:
-        """img2dataset command-line arguments for one shard."""
-        args = {
-            "url_list": str(url_list),
-            "input_format": "parquet",
-            "url_col": _I2D_URL,
-            "caption_col": _I2D_CAPTION,
-            "save_additional_columns": json.dumps([S.SAMPLE_ID]),
-            "output_format": "webdataset",
-            "output_folder": str(out_dir),
-            "processes_count": 1,
-            "thread_count": self.thread_count,
-            "number_sample_per_shard": max(n_rows, 1),
+    def settings(self) -> dict[str, dict[str, Any]]:
+        """Arguments of img2dataset's ``Resizer`` and ``Downloader`` (see img2dataset_shard)."""
+        resizer = {
             "image_size": self.image_size,
             "resize_mode": self.resize_mode,
             "resize_only_if_bigger": self.resize_only_if_bigger,
             "encode_format": self.encode_format,
             "encode_quality": self.encode_quality,
+            "min_image_size": self.min_image_size,
+            "max_aspect_ratio": self.max_aspect_ratio or float("inf"),
+        }
+        downloader = {
+            "thread_count": self.thread_count,
             "timeout": self.timeout_s,
             "retries": self.retries,
-            "compute_hash": "sha256",
-            "min_image_size": self.min_image_size,
-            "disallowed_header_directives": json.dumps(self.disallowed_header_directives),
-            "enable_wandb": False,
-            "extract_exif": False,
+            "encode_format": self.encode_format,
+            "user_agent_token": self.user_agent_token,
+            # img2dataset treats an empty list as "ignore the header" only as None.
+            "disallowed_header_directives": self.disallowed_header_directives or None,
         }
-        if self.user_agent_token:
-            args["user_agent_token"] = self.user_agent_token
-        if self.max_aspect_ratio is not None:  # img2dataset's default is no limit
-            args["max_aspect_ratio"] = self.max_aspect_ratio
-        return [f"--{k}={v}" for k, v in args.items()]
+        return {"resizer": resizer, "downloader": downloader}
 
 
 class DownloadStage:
@@ -181,26 +172,35 @@ class DownloadStage:
         pq.write_table(
             pa.table(
                 {
-                    _I2D_URL: kept[S.URL],
-                    _I2D_CAPTION: kept[S.ALT_TEXT],
                     S.SAMPLE_ID: kept[S.SAMPLE_ID],
+                    _I2D_CAPTION: kept[S.ALT_TEXT],
+                    _I2D_URL: kept[S.URL],
                 }
             ),
             url_list,
         )
         out = tmp / "out"
-        run_img2dataset(self.config.cli_args(url_list, out, kept.num_rows), log_path)
+        run_img2dataset(self.config.settings(), url_list, out, log_path)
         result = out / "00000.parquet"
         if not result.is_file():
             raise RuntimeError(f"img2dataset wrote no {result}; see {log_path}")
         return pq.read_table(result)
 
 
-def run_img2dataset(args: list[str], log_path: Path) -> None:
-    """img2dataset's CLI in a subprocess; its output goes to ``log_path``, never our stdout."""
+def run_img2dataset(
+    settings: dict[str, dict[str, Any]], url_list: Path, out: Path, log_path: Path
+) -> None:
+    """img2dataset on one shard in a subprocess; its output goes to ``log_path``, never ours."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
-    cmd = [sys.executable, "-m", "img2dataset.main", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "stages.img2dataset_shard",
+        json.dumps(settings),
+        str(url_list),
+        str(out),
+    ]
     with log_path.open("ab") as log:
         proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
     if proc.returncode != 0:
