@@ -156,9 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("demo-run"))
     p.add_argument("--set", dest="overrides", action="append", default=[])
     p.set_defaults(func=cmd_demo)
-    from pipeline.publish_cli import add_commands
+    from pipeline.publish_cli import add_commands as add_publish_commands
+    from proxt2i.cli import add_commands as add_proxt2i_commands
 
-    add_commands(sub)
+    add_publish_commands(sub)
+    add_proxt2i_commands(sub)
     return parser
 
 

@@ -11,7 +11,7 @@ A kept sample left without a caption (refused, failed) is dropped with ``caption
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -33,10 +33,7 @@ from manifests.report import ShardReport
 from manifests.verdicts import combine, count
 from stages.base import RunContext
 from stages.filter import read_tar_images
-from stages.plan import read_plan
-
-if TYPE_CHECKING:
-    from distributed import Client
+from stages.shardwise import ShardwiseStage
 
 NAME = "caption"
 UPSTREAM_STAGES = ["candidates", "download", "filter", "dedup"]
@@ -71,13 +68,12 @@ def _captioner(config: BaseModel) -> Captioner:
     return built
 
 
-class CaptionStage:
+class CaptionStage(ShardwiseStage):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
     upstream: ClassVar[str | None] = "dedup"
     columns: ClassVar[tuple[str, ...]] = (*S.CAPTION_RECORD_COLUMNS, *S.VERDICT_COLUMNS)
-    barrier: ClassVar[bool] = False
 
     def __init__(self, config: CaptionStageConfig) -> None:
         self.config = config
@@ -85,15 +81,6 @@ class CaptionStage:
     @property
     def resources(self) -> dict[str, float]:
         return {"GPU": 1.0} if self.config.gpu else {}
-
-    def prepare(self, ctx: RunContext, client: Client) -> None:
-        return None
-
-    def reset(self, ctx: RunContext) -> None:
-        return None
-
-    def shards(self, ctx: RunContext) -> list[int]:
-        return read_plan(ctx.layout).shard_ids
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         rows = join_stages(ctx.layout, UPSTREAM_STAGES, shard)

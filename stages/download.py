@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -28,10 +28,7 @@ from manifests.report import ShardReport
 from manifests.verdicts import combine, count
 from stages.base import RunContext
 from stages.download_errors import NOT_ATTEMPTED, classify
-from stages.plan import read_plan
-
-if TYPE_CHECKING:
-    from distributed import Client
+from stages.shardwise import ShardwiseStage
 
 NAME = "download"
 
@@ -98,29 +95,15 @@ class DownloadConfig(BaseModel):
         return {"resizer": resizer, "downloader": downloader}
 
 
-class DownloadStage:
+class DownloadStage(ShardwiseStage):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
     upstream: ClassVar[str | None] = "candidates"
     columns: ClassVar[tuple[str, ...]] = S.DOWNLOAD_COLUMNS
-    barrier: ClassVar[bool] = False
 
     def __init__(self, config: DownloadConfig) -> None:
         self.config = config
-
-    @property
-    def resources(self) -> dict[str, float]:
-        return {}
-
-    def prepare(self, ctx: RunContext, client: Client) -> None:
-        return None
-
-    def reset(self, ctx: RunContext) -> None:
-        return None
-
-    def shards(self, ctx: RunContext) -> list[int]:
-        return read_plan(ctx.layout).shard_ids
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         layout = ctx.layout

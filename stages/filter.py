@@ -14,7 +14,7 @@ import functools
 import tarfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -26,10 +26,7 @@ from manifests.io import join_stages, write_table_atomic
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
 from stages.base import RunContext
-from stages.plan import read_plan
-
-if TYPE_CHECKING:
-    from distributed import Client
+from stages.shardwise import ShardwiseStage
 
 NAME = "filter"
 DEFAULT_CHAIN = [k for k in RECOMMENDED_ORDER if k != "clip"]  # clip needs a local checkpoint
@@ -80,12 +77,11 @@ def chain_columns(filters: list[Filter]) -> tuple[str, ...]:
     return (S.SAMPLE_ID, *dict.fromkeys(scores), *keeps, *S.VERDICT_COLUMNS)
 
 
-class FilterStage:
+class FilterStage(ShardwiseStage):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
     upstream: ClassVar[str | None] = "download"
-    barrier: ClassVar[bool] = False
 
     def __init__(self, config: FilterStageBase) -> None:
         self.config = config
@@ -98,15 +94,6 @@ class FilterStage:
     @property
     def resources(self) -> dict[str, float]:
         return {"GPU": 1.0} if self.config.gpu else {}
-
-    def prepare(self, ctx: RunContext, client: Client) -> None:
-        return None
-
-    def reset(self, ctx: RunContext) -> None:
-        return None
-
-    def shards(self, ctx: RunContext) -> list[int]:
-        return read_plan(ctx.layout).shard_ids
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         layout = ctx.layout

@@ -1,0 +1,1 @@
+"""Training objectives, one per file; the registry lives in `proxt2i.OBJECTIVES`."""

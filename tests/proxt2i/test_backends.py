@@ -1,0 +1,101 @@
+"""Text-encoder and VAE plumbing with tiny random-weight models built from configs."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from proxt2i import TEXT_ENCODERS, api
+from proxt2i.checkpoint import read_checkpoint_meta
+from proxt2i.text import HfTextConfig, MiniLmConfig, OpenClipTextConfig, embedded_minilm_path
+from tests.proxt2i.conftest import cpu_config
+
+
+def test_registry_keys() -> None:
+    assert sorted(TEXT_ENCODERS) == ["hf_text", "minilm", "open_clip"]
+
+
+def test_embedded_minilm_is_deterministic_and_384_wide() -> None:
+    enc = MiniLmConfig().build()
+    a = enc.encode(["a portrait of a woman", ""])
+    assert a.shape == (2, 1, 384) and enc.dim == 384
+    assert torch.equal(a, enc.encode(["a portrait of a woman", ""]))
+    assert float(a[0].norm()) == pytest.approx(1.0, abs=1e-5)  # normalized sentence embedding
+
+
+def test_open_clip_text_tower_from_a_local_file(tiny_open_clip: tuple[Path, Path]) -> None:
+    ckpt, arch = tiny_open_clip
+    enc = OpenClipTextConfig(
+        model_name="tiny-clip", checkpoint=ckpt, architecture_json=arch
+    ).build()
+    assert enc.dim == 16
+    assert enc.encode(["a face", "two faces", "x"]).shape == (3, 1, 16)
+
+
+def test_open_clip_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    cfg = OpenClipTextConfig(model_name="tiny-clip", checkpoint=tmp_path / "none.pt")
+    with pytest.raises(ValueError, match="CLIP checkpoint not found"):
+        cfg.build()
+
+
+def test_hf_clip_text_tower_from_a_local_dir(tmp_path: Path) -> None:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    # a tiny random CLIP text tower; the tokenizer files are borrowed from the embedded MiniLM
+    model = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=30522,
+            hidden_size=24,
+            intermediate_size=48,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=32,
+        )
+    )
+    model.save_pretrained(tmp_path)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(embedded_minilm_path() / name, tmp_path / name)
+    enc = HfTextConfig(path=tmp_path, max_length=16).build()
+    out = enc.encode(["a face", "a much longer caption about a smiling face"])
+    assert out.shape == (2, 16, 24) and enc.dim == 24
+
+
+def test_latent_space_training_with_a_tiny_vae(shards: str, tmp_path: Path) -> None:
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+    )
+    vae.save_pretrained(tmp_path / "vae")
+    tree = cpu_config(shards, tmp_path / "out", steps=1)
+    tree["objectives"] = tree["objectives"][:1]
+    tree["vae_path"] = str(tmp_path / "vae")
+    tree["data"]["resolution"] = 32
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tree))
+    ckpt = api.train(tmp_path / "c.yaml", [])
+    _, meta = read_checkpoint_meta(ckpt)
+    assert meta["net_args"] == {"channels": 4, "sample_size": 16, "context_dim": 384}
+    out = api.sample(ckpt, ["a face"], 2, "pda_hybrid", 1.0, 0, tmp_path / "s")
+    from PIL import Image
+
+    assert Image.open(out / "0000.png").size == (32, 32)  # decoded back to pixels
+
+
+def test_missing_vae_dir_is_a_clear_error(shards: str, tmp_path: Path) -> None:
+    tree = cpu_config(shards, tmp_path / "out", steps=1)
+    tree["vae_path"] = str(tmp_path / "no-vae")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(tree))
+    with pytest.raises(ValueError, match="vae_path is not a directory"):
+        api.train(tmp_path / "c.yaml", [])
