@@ -174,9 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except EXPECTED_ERRORS as err:
+        if args.verbose:
+            raise
         print(f"laionface {args.command}: {err}", file=sys.stderr)
         return 2
     except RuntimeError as err:  # ShardFailed and img2dataset failures: one line, no traceback
+        if args.verbose:
+            raise
         print(f"laionface {args.command}: {err}", file=sys.stderr)
         return 3
 

@@ -6,6 +6,8 @@ server (photos, variants, and broken URLs of every kind), then runs ``configs/de
 
 from __future__ import annotations
 
+import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from pipeline.demo_server import PHOTOS, serve_photos
 from pipeline.report_html import write_report
 from pipeline.runner import RunResult, run_pipeline
 
+log = logging.getLogger(__name__)
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 # (path on the server or a full URL, alt text); "{base}" is the server's address.
@@ -73,6 +76,7 @@ class DemoResult:
 def run_demo(out: Path, overrides: list[str] | None = None) -> DemoResult:
     """Serve the photos, write the candidates, run every configured stage into ``out``."""
     out = out.resolve()
+    _discard_previous_demo(out / "run")
     input_file = out / "input" / "demo_candidates.parquet"
     input_file.parent.mkdir(parents=True, exist_ok=True)
     with serve_photos(slow_s=4.0) as base:
@@ -85,3 +89,11 @@ def run_demo(out: Path, overrides: list[str] | None = None) -> DemoResult:
     run_dir = RunLayout(config.run_dir).root
     report = write_report(run_dir).html if "shard" in config.stages and result.ok else None
     return DemoResult(run_dir, input_file, result, report)
+
+
+def _discard_previous_demo(run_dir: Path) -> None:
+    """A new demo starts from scratch: its photo server gets a new port, so a previous run's
+    URLs would point nowhere. Only a directory that is a run (it has run.json) is removed."""
+    if RunLayout(run_dir).run_json.is_file():
+        log.info("removing the previous demo run in %s", run_dir)
+        shutil.rmtree(run_dir)

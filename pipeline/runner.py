@@ -22,7 +22,7 @@ from manifests.io import read_done, read_stage_reports, write_text_atomic
 from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from pipeline.cluster import open_client
-from pipeline.config import RunConfigBase
+from pipeline.config import ConfigError, RunConfigBase
 from pipeline.progress import ProgressBoard
 from pipeline.run_info import write_run_info
 from pipeline.shard_task import run_shard_task
@@ -105,6 +105,9 @@ class _Tracker:
 
 def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunResult:
     """Run the selected stages (default: the config's) to completion on the configured cluster."""
+    unknown = sorted(set(stages or ()) - set(config.stages))
+    if unknown:
+        raise ConfigError(f"--stages {unknown}: not in this config's stages {config.stages}")
     names = [s for s in config.stages if stages is None or s in stages]
     layout = RunLayout(config.run_dir)
     layout.root.mkdir(parents=True, exist_ok=True)

@@ -120,3 +120,12 @@ def test_cli_validate_ok_and_missing_file(
     assert capsys.readouterr().err.strip() == (
         f"laionface validate: config file {tmp_path / 'none.yaml'} does not exist"
     )
+
+
+def test_cli_run_refuses_unknown_stages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["run", str(DEMO_CONFIG), "--set", f"run_dir={tmp_path / 'run'}", "--stages", "fliter"]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"laionface run: --stages ['fliter']: not in this config's stages {list(STAGES)}"
+    )
+    assert not (tmp_path / "run").exists()  # refused before any work
