@@ -113,41 +113,50 @@ def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunR
     layout.root.mkdir(parents=True, exist_ok=True)
     write_run_info(config)
     ctx = RunContext(config.run_dir.resolve())
-    run_token = uuid.uuid4().hex[:8]
     with (
         open_client(config.cluster) as client,
         ProgressBoard(names, config.runner.progress) as board,
     ):
         tracker = _Tracker(client, board, config.runner.on_shard_error, config.runner.retries)
+        token = uuid.uuid4().hex[:8]
         for name in names:
             stage = build_stage(name, config.stage_config(name))
-            _check_resources(client, stage)
-            upstream = tracker.futures.get(stage.upstream or "", {})
-            if stage.barrier:
-                tracker.wait(upstream.values())
-                _reset_if_stale(stage, ctx, bool(upstream))
-                stage.prepare(ctx, client)
-            for shard in _submit_order(stage, ctx, board, upstream):
-                # A barrier stage already waited for all of upstream: no per-shard dependency.
-                dep = None if stage.barrier else upstream.get(shard)
-                why = _blocked(layout, stage, shard, dep, tracker)
-                if why:
-                    tracker.skip(name, shard, why)
-                    continue
-                future = client.submit(
-                    run_shard_task,
-                    stage,
-                    shard,
-                    ctx,
-                    *([dep] if dep is not None else []),
-                    key=f"{name}-{shard:05d}-{run_token}",
-                    retries=config.runner.retries,
-                    resources=dict(stage.resources) or None,
-                    pure=False,
-                )
-                tracker.add(name, shard, future, stage.upstream)
+            _schedule_stage(stage, ctx, tracker, config.runner.retries, token)
         tracker.wait(f for per_stage in tracker.futures.values() for f in per_stage.values())
     return _write_run_report(layout, names, tracker.skipped)
+
+
+def _schedule_stage(
+    stage: Stage, ctx: RunContext, tracker: _Tracker, retries: int, token: str
+) -> None:
+    """Submit the stage's pending shards, each after its upstream shard (or, for a barrier
+    stage, after all of upstream and ``prepare``)."""
+    client = tracker.client
+    _check_resources(client, stage)
+    upstream = tracker.futures.get(stage.upstream or "", {})
+    if stage.barrier:
+        tracker.wait(upstream.values())
+        _reset_if_stale(stage, ctx, bool(upstream))
+        stage.prepare(ctx, client)
+    for shard in _submit_order(stage, ctx, tracker.board, upstream):
+        # A barrier stage already waited for all of upstream: no per-shard dependency.
+        dep = None if stage.barrier else upstream.get(shard)
+        why = _blocked(ctx.layout, stage, shard, dep, tracker)
+        if why:
+            tracker.skip(stage.name, shard, why)
+            continue
+        future = client.submit(
+            run_shard_task,
+            stage,
+            shard,
+            ctx,
+            *([dep] if dep is not None else []),
+            key=f"{stage.name}-{shard:05d}-{token}",
+            retries=retries,
+            resources=dict(stage.resources) or None,
+            pure=False,
+        )
+        tracker.add(stage.name, shard, future, stage.upstream)
 
 
 def _submit_order(

@@ -26,8 +26,10 @@ STAGES: dict[str, type[BaseModel]] = {
 
 
 def build_stage(name: str, config: BaseModel) -> Stage:
-    """The stage ``name`` configured by its section ``config``."""
+    """The stage registered as ``name``, configured by its section ``config``."""
     stage: Stage = config.build()  # type: ignore[attr-defined]
+    if stage.name != name:
+        raise ValueError(f"STAGES[{name!r}] builds a stage named {stage.name!r}")
     return stage
 
 

@@ -93,8 +93,9 @@ class DedupStage:
         if (layout.stage_global(NAME) / "duplicates.parquet").is_file():
             return  # decided already; the runner resets it when upstream changes
         shards = [s for s in self.shards(ctx) if layout.done_marker("filter", s).is_file()]
-        parts = [dask.delayed(_kept_rows)(ctx, s) for s in shards]
-        rows = dd.from_delayed(parts, meta=_META, verify_meta=False)
+        parts = [dask.delayed(_kept_rows)(ctx, s) for s in shards] or [dask.delayed(_META.copy)()]
+        # Persisted: the edges and the group members are both read from it, manifests once.
+        rows = client.persist(dd.from_delayed(parts, meta=_META, verify_meta=False))
         edges = []
         if self.config.exact:
             edges.append(rows.shuffle(on=S.DL_SHA256).map_partitions(exact_edges, meta=_EDGE_META))
