@@ -6,8 +6,6 @@ import argparse
 import logging
 from pathlib import Path
 
-from proxt2i.config import ConfigError
-
 log = logging.getLogger(__name__)
 
 
@@ -79,26 +77,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guarded(handler: object) -> object:
-    """One-line error for anything the user must fix (bad config, path, sampler)."""
-
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)  # type: ignore[operator]
-        except (ConfigError, ValueError, FileNotFoundError) as exc:
-            log.error("%s", exc)
-            print(f"error: {exc}")
-            return 2
-
-    return run
-
-
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register train, sample and evaluate; each sets func=handler(args) -> int."""
     p = subparsers.add_parser("train", help="train ProxT2I from a YAML config")
     p.add_argument("config", type=Path)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    p.set_defaults(func=_guarded(_train))
+    p.set_defaults(func=_train)
 
     p = subparsers.add_parser("sample", help="generate images from a checkpoint")
     p.add_argument("ckpt", type=Path)
@@ -106,7 +90,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     _common_sampling(p)
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--sampler", default="pda_hybrid")
-    p.set_defaults(func=_guarded(_sample))
+    p.set_defaults(func=_sample)
 
     p = subparsers.add_parser("evaluate", help="FID / CLIP / face reward vs steps")
     p.add_argument("ckpt", type=Path)
@@ -120,7 +104,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-checkpoint", type=Path)
     p.add_argument("--clip-architecture", type=Path, help="open_clip model config JSON")
     p.add_argument("--no-face-reward", action="store_true")
-    p.set_defaults(func=_guarded(_evaluate))
+    p.set_defaults(func=_evaluate)
 
 
 def _common_sampling(p: argparse.ArgumentParser) -> None:

@@ -22,6 +22,8 @@ class BackboneConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     block_out_channels: tuple[int, ...] = (16, 32)
     layers_per_block: int = Field(default=1, ge=1)
+    # diffusers' UNet2DConditionModel uses attention_head_dim as the number of heads when
+    # num_attention_heads is unset (a documented quirk kept for SD compatibility).
     attention_head_dim: int = Field(default=8, ge=1)
     cross_attention_dim: int = Field(default=32, ge=1)
     norm_num_groups: int = Field(default=8, ge=1)

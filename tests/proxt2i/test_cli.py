@@ -75,7 +75,11 @@ def test_bad_config_is_one_line_and_exit_code_two(
 ) -> None:
     cfg = tmp_path / "c.yaml"
     cfg.write_text("out_dir: x\nsteps: 1\ndata: {shards: a.tar}\nbackbone: {depth: 3}\n")
-    args = parser().parse_args(["train", str(cfg)])
-    assert args.func(args) == 2
-    out = capsys.readouterr().out.strip()
-    assert out == f"error: {cfg}: backbone.depth: Extra inputs are not permitted"
+    from pipeline.cli import main
+
+    assert main(["train", str(cfg)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"laionface train: {cfg}: backbone.depth: Extra inputs are not permitted"
+    )
+    assert captured.out == ""
