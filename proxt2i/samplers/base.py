@@ -8,7 +8,7 @@ deterministic fake network of the contract tests.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import torch
 
@@ -60,3 +60,45 @@ def tweedie(schedule: VPSchedule, eps_fn: EpsFn, x: torch.Tensor, t: float) -> t
     alpha = float(schedule.alpha(torch.tensor(t, dtype=torch.float64)))
     eps = eps_fn(x, batch_scalar(t, x), batch_scalar(SCORE_LAMBDA, x))
     return (x - (1 - alpha) ** 0.5 * eps) / alpha**0.5
+
+
+class GridSampler:
+    """The chain every sampler runs, from x_N = noise down the uniform grid t_i = i/N.
+
+    A proximal sampler steps k = N..1, each step landing on t_{k-1}; a score sampler steps
+    k = N..2 from t_k and closes with Tweedie denoising at t_1. Either way: N network calls.
+    Subclasses give ``step`` (and ``check``, to refuse a grid before any network call).
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[Family]
+
+    def __init__(self, schedule: VPSchedule | None = None) -> None:
+        self.schedule = schedule or VPSchedule()
+
+    def check(self, gammas: torch.Tensor) -> None:
+        return None
+
+    def step(
+        self,
+        eps_fn: EpsFn,
+        x: torch.Tensor,
+        k: int,
+        grid: tuple[torch.Tensor, torch.Tensor],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """x_{k-1} from x_k; ``grid`` is (t_0..t_N, gamma_1..gamma_N)."""
+        raise NotImplementedError
+
+    def sample(
+        self, eps_fn: EpsFn, noise: torch.Tensor, steps: int, generator: torch.Generator
+    ) -> torch.Tensor:
+        grid = self.schedule.grid(steps), self.schedule.gammas(steps)
+        self.check(grid[1])
+        last = 1 if self.family == "prox" else 2
+        x = noise
+        for k in range(steps, last - 1, -1):
+            x = self.step(eps_fn, x, k, grid, generator)
+        if self.family == "prox":
+            return x
+        return tweedie(self.schedule, eps_fn, x, float(grid[0][1]))

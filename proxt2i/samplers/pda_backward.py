@@ -6,13 +6,13 @@ defined only when every gamma_k < 2; the sampler refuses other grids with a mess
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from proxt2i.samplers.base import EpsFn, Family, prox, step_noise
-from proxt2i.schedule import VPSchedule, backward_lambda
+from proxt2i.samplers.base import EpsFn, Family, GridSampler, prox, step_noise
+from proxt2i.schedule import backward_lambda
 
 
 def backward_step(
@@ -24,23 +24,24 @@ def backward_step(
     return prox(eps_fn, y, t_prev, lam)
 
 
-class PdaBackwardSampler:
+class PdaBackwardSampler(GridSampler):
     name = "pda_backward"
-    family: Family = "prox"
+    family: ClassVar[Family] = "prox"
 
-    def __init__(self, schedule: VPSchedule | None = None) -> None:
-        self.schedule = schedule or VPSchedule()
-
-    def sample(
-        self, eps_fn: EpsFn, noise: torch.Tensor, steps: int, generator: torch.Generator
-    ) -> torch.Tensor:
-        t, gammas = self.schedule.grid(steps), self.schedule.gammas(steps)
+    def check(self, gammas: torch.Tensor) -> None:
         backward_lambda(gammas)  # refuse the whole grid before any network call
-        x = noise
-        for k in range(steps, 0, -1):
-            z = step_noise(x, generator)
-            x = backward_step(eps_fn, x, float(t[k - 1]), float(gammas[k - 1]), z)
-        return x
+
+    def step(
+        self,
+        eps_fn: EpsFn,
+        x: torch.Tensor,
+        k: int,
+        grid: tuple[torch.Tensor, torch.Tensor],
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        t, gammas = grid
+        z = step_noise(x, generator)
+        return backward_step(eps_fn, x, float(t[k - 1]), float(gammas[k - 1]), z)
 
 
 class PdaBackwardConfig(BaseModel):

@@ -6,13 +6,13 @@ explicitly, the score term implicitly through the proximal operator.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from proxt2i.samplers.base import EpsFn, Family, prox, step_noise
-from proxt2i.schedule import VPSchedule, hybrid_lambda
+from proxt2i.samplers.base import EpsFn, Family, GridSampler, prox, step_noise
+from proxt2i.schedule import hybrid_lambda
 
 
 def hybrid_pre_prox(x: torch.Tensor, gamma: float, z: torch.Tensor) -> torch.Tensor:
@@ -28,22 +28,22 @@ def hybrid_step(
     return prox(eps_fn, hybrid_pre_prox(x, gamma, z), t_prev, lam)
 
 
-class PdaHybridSampler:
+class PdaHybridSampler(GridSampler):
     name = "pda_hybrid"
-    family: Family = "prox"
+    family: ClassVar[Family] = "prox"
 
-    def __init__(self, schedule: VPSchedule | None = None) -> None:
-        self.schedule = schedule or VPSchedule()
-
-    def sample(
-        self, eps_fn: EpsFn, noise: torch.Tensor, steps: int, generator: torch.Generator
+    def step(
+        self,
+        eps_fn: EpsFn,
+        x: torch.Tensor,
+        k: int,
+        grid: tuple[torch.Tensor, torch.Tensor],
+        generator: torch.Generator,
     ) -> torch.Tensor:
-        t, gammas = self.schedule.grid(steps), self.schedule.gammas(steps)
-        x = noise
-        for k in range(steps, 0, -1):
-            z = step_noise(x, generator)
-            x = hybrid_step(eps_fn, x, float(t[k - 1]), float(gammas[k - 1]), z)
-        return x
+        t, gammas = grid
+        return hybrid_step(
+            eps_fn, x, float(t[k - 1]), float(gammas[k - 1]), step_noise(x, generator)
+        )
 
 
 class PdaHybridConfig(BaseModel):

@@ -6,12 +6,19 @@ x_{k-1} = x_k + gamma_k / 2 (x_k + s(x_k, t_k)) for k = N..2, then Tweedie denoi
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from proxt2i.samplers.base import SCORE_LAMBDA, EpsFn, Family, batch_scalar, score_from_eps, tweedie
+from proxt2i.samplers.base import (
+    SCORE_LAMBDA,
+    EpsFn,
+    Family,
+    GridSampler,
+    batch_scalar,
+    score_from_eps,
+)
 from proxt2i.schedule import VPSchedule
 
 
@@ -23,22 +30,22 @@ def probability_flow_step(
     return x + 0.5 * gamma * (x + score_from_eps(schedule, eps, t))
 
 
-class ScoreOdeSampler:
+class ScoreOdeSampler(GridSampler):
+    """Deterministic given the initial noise: the generator is not used."""
+
     name = "score_ode"
-    family: Family = "score"
+    family: ClassVar[Family] = "score"
 
-    def __init__(self, schedule: VPSchedule | None = None) -> None:
-        self.schedule = schedule or VPSchedule()
-
-    def sample(
-        self, eps_fn: EpsFn, noise: torch.Tensor, steps: int, generator: torch.Generator
+    def step(
+        self,
+        eps_fn: EpsFn,
+        x: torch.Tensor,
+        k: int,
+        grid: tuple[torch.Tensor, torch.Tensor],
+        generator: torch.Generator,
     ) -> torch.Tensor:
-        del generator  # deterministic given the initial noise
-        t, gammas = self.schedule.grid(steps), self.schedule.gammas(steps)
-        x = noise
-        for k in range(steps, 1, -1):
-            x = probability_flow_step(self.schedule, eps_fn, x, float(t[k]), float(gammas[k - 1]))
-        return tweedie(self.schedule, eps_fn, x, float(t[1]))
+        t, gammas = grid
+        return probability_flow_step(self.schedule, eps_fn, x, float(t[k]), float(gammas[k - 1]))
 
 
 class ScoreOdeConfig(BaseModel):

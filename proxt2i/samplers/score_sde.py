@@ -6,7 +6,7 @@ Tweedie denoising step at t_1, so N steps cost N network calls like the proximal
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -15,10 +15,10 @@ from proxt2i.samplers.base import (
     SCORE_LAMBDA,
     EpsFn,
     Family,
+    GridSampler,
     batch_scalar,
     score_from_eps,
     step_noise,
-    tweedie,
 )
 from proxt2i.schedule import VPSchedule
 
@@ -32,22 +32,21 @@ def euler_maruyama_step(
     return x + gamma * (0.5 * x + score) + gamma**0.5 * z
 
 
-class ScoreSdeSampler:
+class ScoreSdeSampler(GridSampler):
     name = "score_sde"
-    family: Family = "score"
+    family: ClassVar[Family] = "score"
 
-    def __init__(self, schedule: VPSchedule | None = None) -> None:
-        self.schedule = schedule or VPSchedule()
-
-    def sample(
-        self, eps_fn: EpsFn, noise: torch.Tensor, steps: int, generator: torch.Generator
+    def step(
+        self,
+        eps_fn: EpsFn,
+        x: torch.Tensor,
+        k: int,
+        grid: tuple[torch.Tensor, torch.Tensor],
+        generator: torch.Generator,
     ) -> torch.Tensor:
-        t, gammas = self.schedule.grid(steps), self.schedule.gammas(steps)
-        x = noise
-        for k in range(steps, 1, -1):
-            z = step_noise(x, generator)
-            x = euler_maruyama_step(self.schedule, eps_fn, x, float(t[k]), float(gammas[k - 1]), z)
-        return tweedie(self.schedule, eps_fn, x, float(t[1]))
+        t, gammas = grid
+        z = step_noise(x, generator)
+        return euler_maruyama_step(self.schedule, eps_fn, x, float(t[k]), float(gammas[k - 1]), z)
 
 
 class ScoreSdeConfig(BaseModel):
