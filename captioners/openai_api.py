@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from captioners.base import CaptionContext, CaptionerUnavailable, RawCaption, check_batch
-from captioners.prompts import DEFAULT_PROMPT_VERSION, PROMPTS, Prompt, get_prompt
+from captioners.prompts import DEFAULT_PROMPT_VERSION, Prompt, PromptVersion, get_prompt
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ class OpenAiApiConfig(BaseModel):
     base_url: str = "http://127.0.0.1:8000/v1"  # vLLM's default address
     model: str
     api_key_env: str | None = None  # name of the environment variable holding the key
-    prompt_version: str = DEFAULT_PROMPT_VERSION
+    prompt_version: PromptVersion = DEFAULT_PROMPT_VERSION
     short_caption: bool = False
     max_tokens: int = Field(256, gt=0)
     short_max_tokens: int = Field(48, gt=0)
@@ -55,13 +55,6 @@ class OpenAiApiConfig(BaseModel):
     max_backoff_s: float = Field(30.0, ge=0)
     jpeg_quality: int = Field(90, ge=1, le=100)
     max_image_side: int | None = Field(1024, gt=0)
-
-    @field_validator("prompt_version")
-    @classmethod
-    def _known_prompt(cls, version: str) -> str:
-        if version not in PROMPTS:
-            raise ValueError(f"unknown prompt version {version!r}; known: {sorted(PROMPTS)}")
-        return version
 
     def build(self) -> OpenAiApiCaptioner:
         key = None

@@ -8,6 +8,9 @@ in an existing corpus can still be traced to the exact words that produced it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
 
 from captioners.base import CaptionContext
 
@@ -76,3 +79,13 @@ def get_prompt(version: str) -> Prompt:
         return PROMPTS[version]
     except KeyError:
         raise KeyError(f"unknown prompt version {version!r}; known: {sorted(PROMPTS)}") from None
+
+
+def _known_version(version: str) -> str:
+    if version not in PROMPTS:
+        raise ValueError(f"unknown prompt version {version!r}; known: {sorted(PROMPTS)}")
+    return version
+
+
+# A config field holding a prompt version: validated against PROMPTS at config load.
+PromptVersion = Annotated[str, AfterValidator(_known_version)]
