@@ -38,7 +38,7 @@ from pipeline.demo_server import serve_photos
 from pipeline.refilter import refilter
 from pipeline.run_info import write_run_info
 from pipeline.runner import run_pipeline
-from stages.filter import read_tar_images
+from stages.download_tar import image_bytes, open_download_tar
 
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "astronaut_crop", "grace_hopper_crop", "rocket"]
 
@@ -87,11 +87,12 @@ def time_bare_loop(cfg: RunConfigBase) -> tuple[float, int]:
     n = 0
     for shard in layout.done_shards("download"):
         keys = read_manifest(layout, "download", shard, [S.DL_KEY])[S.DL_KEY].to_pylist()
-        blobs = read_tar_images(layout.shard_file("download", shard, ".tar"))
-        for key in keys:
-            if key in blobs:
-                score_batch(filters, Batch.from_bytes([blobs[key]], {S.ALT_TEXT: [""]}))
-                n += 1
+        with open_download_tar(layout, shard) as (tar, members):
+            for key in keys:
+                blob = image_bytes(tar, members, key)
+                if blob is not None:
+                    score_batch(filters, Batch.from_bytes([blob], {S.ALT_TEXT: [""]}))
+                    n += 1
     return time.perf_counter() - t0, n
 
 
@@ -112,7 +113,10 @@ def machine_ceiling(cfg: RunConfigBase) -> float:
     from concurrent.futures import ProcessPoolExecutor
 
     layout = RunLayout(cfg.run_dir)
-    blobs = list(read_tar_images(layout.shard_file("download", 0, ".tar")).values())[:40]
+    keys = read_manifest(layout, "download", 0, [S.DL_KEY])[S.DL_KEY].to_pylist()
+    with open_download_tar(layout, 0) as (tar, members):
+        found = (image_bytes(tar, members, key) for key in keys)
+        blobs = [blob for blob in found if blob is not None][:40]
     with ProcessPoolExecutor(1) as pool:
         one = pool.submit(_score_all, blobs).result()
     with ProcessPoolExecutor(2) as pool:

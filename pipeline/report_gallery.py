@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from manifests import schema as S
 from manifests.io import join_stages
 from manifests.layout import RunLayout
+from stages.download_tar import find_member, open_download_tar, read_member
 from stages.shard_plan import TAKEDOWN_REASON
-from stages.shard_writer import find_member, open_download_tar, read_member
 
 KEPT = "kept"
 _THUMB_PX = 128  # thumbnail longer side: a gallery row of 6 fits a 1280 px window

@@ -11,6 +11,7 @@ A kept sample left without a caption (refused, failed) is dropped with ``caption
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +33,7 @@ from manifests.io import join_stages, write_table_atomic
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
 from stages.base import RunContext
-from stages.filter import read_tar_images
+from stages.download_tar import image_bytes, open_download_tar
 from stages.shardwise import ShardwiseStage
 
 NAME = "caption"
@@ -86,7 +87,8 @@ class CaptionStage(ShardwiseStage):
         rows = join_stages(ctx.layout, UPSTREAM_STAGES, shard)
         upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
         t0 = time.perf_counter()
-        values, stats = self._caption(rows, upstream, ctx, shard)
+        with open_download_tar(ctx.layout, shard) as (tar, members):
+            values, stats = self._caption(rows, upstream, lambda k: image_bytes(tar, members, k))
         own = [_why_dropped(values, i) if upstream[i] else None for i in range(rows.num_rows)]
         after = combine(upstream, rows[S.REJECT_REASON].to_pylist(), own)
         table = pa.table({**values, **after.columns()})
@@ -97,17 +99,12 @@ class CaptionStage(ShardwiseStage):
         )  # fmt: skip
 
     def _caption(
-        self, rows: pa.Table, alive: np.ndarray, ctx: RunContext, shard: int
+        self, rows: pa.Table, alive: np.ndarray, image: Callable[[object], bytes | None]
     ) -> tuple[dict[str, list[Any]], CaptionStats]:
         """Caption columns for every row (None where the sample is not kept) and the stats."""
         captioner = _captioner(self.config.captioner)
         fallback = _captioner(self.config.fallback) if self.config.fallback is not None else None
         needs_pixels = captioner.needs_pixels or (fallback is not None and fallback.needs_pixels)
-        blobs = (
-            read_tar_images(ctx.layout.shard_file("download", shard, ".tar"))
-            if needs_pixels
-            else {}
-        )
         records = rows.to_pylist()
         values: dict[str, list[Any]] = {c: [None] * rows.num_rows for c in S.CAPTION_RECORD_COLUMNS}
         values[S.SAMPLE_ID] = rows[S.SAMPLE_ID].to_pylist()
@@ -116,9 +113,7 @@ class CaptionStage(ShardwiseStage):
         for start in range(0, len(todo), self.config.batch_size):
             idx = todo[start : start + self.config.batch_size]
             contexts = [CaptionContext.from_row(records[i]) for i in idx]
-            images = (
-                [_pixels(blobs.get(str(records[i][S.DL_KEY]))) for i in idx] if needs_pixels else []
-            )
+            images = [_pixels(image(records[i][S.DL_KEY])) for i in idx] if needs_pixels else []
             batch = caption_batch(captioner, images, contexts, self.config.cleaning, fallback)
             for name, column in batch.columns().items():
                 for i, value in zip(idx, column, strict=True):

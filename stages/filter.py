@@ -11,9 +11,8 @@ Config: ``chain`` lists filter registry keys in order; each key may also have it
 from __future__ import annotations
 
 import functools
-import tarfile
 import time
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +25,7 @@ from manifests.io import join_stages, write_table_atomic
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
 from stages.base import RunContext
+from stages.download_tar import image_bytes, open_download_tar
 from stages.shardwise import ShardwiseStage
 
 NAME = "filter"
@@ -100,10 +100,9 @@ class FilterStage(ShardwiseStage):
         rows = join_stages(layout, ["candidates", "download"], shard, _INPUT_COLUMNS)
         upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
         t0 = time.perf_counter()
-        blobs = read_tar_images(layout.shard_file("download", shard, ".tar"))
-        load_s = time.perf_counter() - t0
-        scored = self._score(rows, upstream, blobs)
-        score_s = time.perf_counter() - t0 - load_s
+        with open_download_tar(layout, shard) as (tar, members):
+            scored = self._score(rows, upstream, lambda key: image_bytes(tar, members, key))
+        score_s = time.perf_counter() - t0
         verdict = decide_all(self.filters, {S.ALT_TEXT: rows[S.ALT_TEXT].to_pylist(), **scored})
         own = [
             r if u else None for r, u in zip(verdict.reject_reason.tolist(), upstream, strict=True)
@@ -114,12 +113,12 @@ class FilterStage(ShardwiseStage):
         n = int(upstream.sum())
         return count(
             NAME, shard, upstream, after,
-            seconds={"read": load_s, "score": score_s},
+            seconds={"score": score_s},  # reading the images included
             counters={"images_per_s": n / score_s if score_s > 0 else 0.0},
         )  # fmt: skip
 
     def _score(
-        self, rows: pa.Table, alive: np.ndarray, blobs: dict[str, bytes]
+        self, rows: pa.Table, alive: np.ndarray, image: Callable[[object], bytes | None]
     ) -> dict[str, list[Any]]:
         """Scores for every row: batches of surviving rows, None for the others."""
         keys = rows[S.DL_KEY].to_pylist()
@@ -132,7 +131,7 @@ class FilterStage(ShardwiseStage):
         for start in range(0, len(todo), self.config.batch_size):
             idx = todo[start : start + self.config.batch_size]
             batch = Batch.from_bytes(
-                [blobs.get(str(keys[i])) for i in idx],
+                [image(keys[i]) for i in idx],
                 {S.ALT_TEXT: [texts[i] for i in idx]},
                 decode,
             )
@@ -162,20 +161,3 @@ class FilterStage(ShardwiseStage):
 
 
 _INPUT_COLUMNS = (S.SAMPLE_ID, S.ALT_TEXT, S.DL_KEY, S.KEEP, S.REJECT_REASON)
-_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
-
-
-def read_tar_images(path: Path) -> dict[str, bytes]:
-    """Image bytes of a download tar, keyed by member key (img2dataset's ``dl_key``)."""
-    if not path.is_file():
-        return {}
-    out: dict[str, bytes] = {}
-    with tarfile.open(path) as tar:
-        for member in tar:
-            stem, dot, suffix = member.name.rpartition(".")
-            if not member.isfile() or f".{suffix.lower()}" not in _IMAGE_SUFFIXES or not dot:
-                continue
-            handle = tar.extractfile(member)
-            if handle is not None:
-                out[Path(stem).name] = handle.read()
-    return out

@@ -24,6 +24,7 @@ from manifests.io import join_stages, read_manifest, write_table_atomic, write_t
 from manifests.layout import RunLayout
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
+from stages.download_tar import find_member, open_download_tar, read_member
 from stages.shard_records import (
     ImageSettings,
     dumps_metadata,
@@ -31,13 +32,7 @@ from stages.shard_records import (
     sample_metadata,
     tar_member_bytes,
 )
-from stages.shard_writer import (
-    PART_COLUMNS,
-    find_member,
-    open_download_tar,
-    part_path,
-    read_member,
-)
+from stages.shard_writer import PART_COLUMNS, part_path
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tarfile
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pyarrow.parquet as pq
 from manifests import schema as S
 from manifests.io import write_table_atomic
 from manifests.layout import RunLayout
+from stages.download_tar import find_member, open_download_tar, read_member
 from stages.shard_records import (
     SCORE_COLUMNS,
     ImageSettings,
@@ -82,36 +80,6 @@ def publish_dir(layout: RunLayout) -> Path:
 
 def part_path(layout: RunLayout, shard: int) -> Path:
     return layout.stage_global("shard") / "parts" / f"{shard:05d}.parquet"
-
-
-def find_member(members: dict[str, tarfile.TarInfo], dl_key: str) -> tarfile.TarInfo | None:
-    """The image member of ``dl_key`` in a download tar (img2dataset's ``<key>.<ext>``)."""
-    for ext in ("jpg", "png", "webp"):
-        info = members.get(f"{dl_key}.{ext}")
-        if info is not None:
-            return info
-    return None
-
-
-@contextmanager
-def open_download_tar(
-    layout: RunLayout, shard: int
-) -> Iterator[tuple[tarfile.TarFile | None, dict[str, tarfile.TarInfo]]]:
-    """The shard's download tar (None when it has none) and its file members by name; only
-    the headers are read here."""
-    path = layout.shard_file("download", shard, ".tar")
-    if not path.is_file():
-        yield None, {}
-        return
-    with tarfile.open(path, "r:") as tar:
-        yield tar, {m.name: m for m in tar.getmembers() if m.isfile()}
-
-
-def read_member(tar: tarfile.TarFile | None, info: tarfile.TarInfo | None) -> bytes | None:
-    if tar is None or info is None:
-        return None
-    handle = tar.extractfile(info)
-    return handle.read() if handle is not None else None
 
 
 def _sample_members(row: dict, image: bytes, settings: ImageSettings) -> dict[str, bytes]:
