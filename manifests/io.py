@@ -44,9 +44,7 @@ def read_manifest(
     layout: RunLayout, stage: str, shard: int, columns: Sequence[str] | None = None
 ) -> pa.Table:
     """One stage's manifest for one shard; a missing file is a clear error."""
-    path = layout.manifest(stage, shard)
-    if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} is missing: run stage {stage!r} first")
+    path = _existing(layout, stage, shard)
     return pq.read_table(path, columns=list(columns) if columns is not None else None)
 
 
