@@ -33,10 +33,11 @@ from filters import Batch, score_batch
 from manifests import schema as S
 from manifests.io import read_manifest, write_table_atomic
 from manifests.layout import RunLayout
+from manifests.run_record import append_record
 from pipeline.config import RunConfigBase, validate_config
 from pipeline.demo_server import serve_photos
 from pipeline.refilter import refilter
-from pipeline.run_info import write_run_info
+from pipeline.run_info import new_record
 from pipeline.runner import run_pipeline
 from stages.download_tar import image_bytes, open_download_tar
 
@@ -127,8 +128,8 @@ def machine_ceiling(cfg: RunConfigBase) -> float:
 def bench_refilter(work: Path, rows: int, shard_rows: int = 100_000) -> tuple[int, float]:
     """Synthetic filter manifests (random scores) + run.json, then refilter them."""
     cfg = validate_config({"run_dir": str(work / "synthetic"), "stages": ["filter"]})
-    write_run_info(cfg)
     layout = RunLayout(cfg.run_dir)
+    append_record(layout, new_record(cfg, cfg.stages, {}))
     rng = np.random.default_rng(0)
     for shard in range(-(-rows // shard_rows)):
         n = min(shard_rows, rows - shard * shard_rows)

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from captioners.base import CaptionContext, RawCaption, check_batch
 from captioners.prompts import DEFAULT_PROMPT_VERSION, Prompt, PromptVersion, get_prompt
+from manifests.fingerprint import OPERATIONAL
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -39,10 +40,12 @@ class HfVlmConfig(BaseModel):
     name: str | None = None  # recorded as "hf_vlm:<name>"; default the directory name
     auto_class: Literal["image_text_to_text", "causal_lm"] = "image_text_to_text"
     trust_remote_code: bool = False  # only for checkpoints whose code ships in model_path
+    # Not operational: with dtype "auto" the device also picks the precision (bf16 / fp32).
     device: str = "auto"  # "auto": cuda when available, else cpu
     dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
-    attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"
-    batch_size: int = Field(8, gt=0)
+    # e.g. "sdpa", "flash_attention_2": kernels of the same attention, so speed only.
+    attn_implementation: str | None = Field(None, json_schema_extra=OPERATIONAL)
+    batch_size: int = Field(8, gt=0, json_schema_extra=OPERATIONAL)
     max_image_side: int | None = Field(1024, gt=0)  # longer side, resized before the processor
     prompt_version: PromptVersion = DEFAULT_PROMPT_VERSION
     use_chat_template: bool = True

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from captioners.base import CaptionContext, CaptionerUnavailable, RawCaption, check_batch
 from captioners.prompts import DEFAULT_PROMPT_VERSION, Prompt, PromptVersion, get_prompt
+from manifests.fingerprint import OPERATIONAL
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +41,8 @@ class OpenAiApiConfig(BaseModel):
     type: Literal["openai_api"] = "openai_api"
     base_url: str = "http://127.0.0.1:8000/v1"  # vLLM's default address
     model: str
-    api_key_env: str | None = None  # name of the environment variable holding the key
+    # The name of the environment variable holding the key: credentials, not what is computed.
+    api_key_env: str | None = Field(None, json_schema_extra=OPERATIONAL)
     prompt_version: PromptVersion = DEFAULT_PROMPT_VERSION
     short_caption: bool = False
     max_tokens: int = Field(256, gt=0)
@@ -48,7 +50,7 @@ class OpenAiApiConfig(BaseModel):
     temperature: float = Field(0.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = 0
-    concurrency: int = Field(8, gt=0)
+    concurrency: int = Field(8, gt=0, json_schema_extra=OPERATIONAL)  # requests in flight
     timeout_s: float = Field(120.0, gt=0)
     max_retries: int = Field(4, ge=0)
     backoff_s: float = Field(1.0, ge=0)  # first wait; doubles per retry

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from filters.clip_model import ClipScorer, load_clip_scorer
 from manifests import schema as S
+from manifests.fingerprint import DECISION, OPERATIONAL
 
 NAME = "clip"
 MISSING = S.reason(NAME, "missing")
@@ -48,19 +49,36 @@ class ClipFilterConfig(BaseModel):
         default=None,
         description="Linear-chain state dict; 1 output: sigmoid, 2 outputs: softmax[1]",
     )
-    device: str = Field(default="cpu", description="torch device, e.g. cuda")
-    batch_size: int = Field(default=32, gt=0, description="images per forward pass")
+    device: str = Field(
+        default="cpu", json_schema_extra=OPERATIONAL, description="torch device, e.g. cuda"
+    )
+    batch_size: int = Field(
+        default=32, gt=0, json_schema_extra=OPERATIONAL, description="images per forward pass"
+    )
     min_similarity: float = Field(
         default=0.28,
+        json_schema_extra=DECISION,
         description="LAION-5B kept English pairs with CLIP ViT-B/32 cosine >= 0.28; re-tune for "
         "other models (scales differ)",
     )
     min_aesthetic: float | None = Field(
-        default=None, description="off by default; LAION-Aesthetics V2 subsets use 4.5, 5 and 6"
+        default=None,
+        json_schema_extra=DECISION,
+        description="off by default; LAION-Aesthetics V2 subsets use 4.5, 5 and 6",
     )
     max_watermark: float | None = Field(
-        default=0.8, description="LAION-Aesthetics kept pwatermark < 0.8; checked only with a head"
+        default=0.8,
+        json_schema_extra=DECISION,
+        description="LAION-Aesthetics kept pwatermark < 0.8; checked only with a head",
     )
+
+    @field_validator("checkpoint", "aesthetic_head", "watermark_head")
+    @classmethod
+    def _file_is_there(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is not None and not path.is_file():
+            what = "open_clip weights" if info.field_name == "checkpoint" else "head state dict"
+            raise ValueError(f"{path} is not a file: set it to a local {what} file")
+        return path
 
     def build(self) -> ClipFilter:
         return ClipFilter(self)

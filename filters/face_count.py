@@ -18,6 +18,7 @@ from filters.batch import Batch
 from filters.detectors import DetectorConfig, DlibDetectorConfig, Face, FaceDetector
 from filters.detectors.base import main_face_index
 from manifests import schema as S
+from manifests.fingerprint import DECISION
 
 NAME = "face_count"
 MISSING = S.reason(NAME, "missing")
@@ -41,6 +42,8 @@ class FaceCountConfig(BaseModel):
         default_factory=DlibDetectorConfig,
         description="dlib: embedded CPU default; insightface for production on GPU",
     )
+    # Not a decision although ``decide`` reads it too: ``score`` uses it to pick the main face
+    # (whose box every later face filter scores) and to fill ``face_count``.
     min_confidence: float = Field(
         default=0.6,
         ge=0,
@@ -49,10 +52,13 @@ class FaceCountConfig(BaseModel):
         "0.5 and up (dlib margin 0, InsightFace det_thresh), but dlib's 0.50-0.53 band holds "
         "false positives (the astronaut's suit patch) while real test faces score >= 0.74",
     )
-    min_faces: int = Field(default=1, ge=0, description="a human-face dataset needs a face")
+    min_faces: int = Field(
+        default=1, ge=0, json_schema_extra=DECISION, description="a human-face dataset needs a face"
+    )
     max_faces: int = Field(
         default=3,
         ge=0,
+        json_schema_extra=DECISION,
         description="beyond 3 faces each face is small and a caption's subject ambiguous; "
         "LAION-Face itself keeps any count, so this is a quality choice",
     )

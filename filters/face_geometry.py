@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from manifests import schema as S
+from manifests.fingerprint import DECISION
 
 SIZE = "face_size"
 SIZE_MISSING = S.reason(SIZE, "missing")
@@ -45,6 +46,7 @@ class FaceSizeConfig(BaseModel):
     min_px: float = Field(
         default=80.0,
         ge=0,
+        json_schema_extra=DECISION,
         description="shorter box side; LAION-Face-derived sets keep faces > 128 px in SCRFD "
         "boxes, which include the forehead; 80 px is dlib HOG's detection window (its tighter "
         "boxes are smaller). Use 128 with insightface",
@@ -53,6 +55,7 @@ class FaceSizeConfig(BaseModel):
         default=0.02,
         ge=0,
         le=1,
+        json_schema_extra=DECISION,
         description="below 2% of the frame the face is a background detail, not the subject "
         "(a half-body portrait such as skimage's astronaut is ~3% with dlib boxes)",
     )
@@ -110,6 +113,7 @@ class FaceConfidenceConfig(BaseModel):
         default=0.7,
         ge=0,
         le=1,
+        json_schema_extra=DECISION,
         description="stricter than detection's 0.5: keeps clear faces only (dlib margin 0.85; "
         "clean frontal portraits score ~0.8 with dlib, ~0.8-0.9 with SCRFD)",
     )
@@ -153,6 +157,7 @@ class FaceBorderConfig(BaseModel):
     type: Literal["face_border"] = "face_border"
     min_margin: float = Field(
         default=0.0,
+        json_schema_extra=DECISION,
         description="in face sizes; detector boxes stop short of hair and chin, so a box that "
         "leaves the image means the face itself is cut off",
     )

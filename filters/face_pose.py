@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from manifests import schema as S
+from manifests.fingerprint import DECISION
 
 NAME = "face_pose"
 MISSING = S.reason(NAME, "missing")
@@ -61,17 +62,20 @@ class FacePoseConfig(BaseModel):
     max_abs_yaw_deg: float = Field(
         default=45.0,
         ge=0,
+        json_schema_extra=DECISION,
         description="past ~45 deg the far eye is occluded and 5-point landmarks break down; "
         "frontal-to-three-quarter views suit face captions",
     )
     max_abs_roll_deg: float = Field(
         default=30.0,
         ge=0,
+        json_schema_extra=DECISION,
         description="tilted heads are fine, but > 30 deg is mostly rotated images",
     )
     max_abs_pitch_deg: float = Field(
         default=40.0,
         ge=0,
+        json_schema_extra=DECISION,
         description="applied only when the detector estimates pitch (insightface)",
     )
     use_detector_pose: bool = Field(

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from manifests import schema as S
+from manifests.fingerprint import DECISION
 
 SHARPNESS = "face_sharpness"
 SHARPNESS_MISSING = S.reason(SHARPNESS, "missing")
@@ -89,6 +90,7 @@ class FaceSharpnessConfig(BaseModel):
     min_sharpness: float = Field(
         default=50.0,
         ge=0,
+        json_schema_extra=DECISION,
         description="calibrated on the test portraits: sharp faces score 140 (astronaut, 88 px "
         "face) and 1522 (grace_hopper, 216 px); Gaussian blur sigma 1 takes the astronaut to 19, "
         "sigma 3 grace_hopper to 36",
@@ -139,15 +141,21 @@ class FaceExposureConfig(BaseModel):
         default=0.15,
         ge=0,
         le=1,
+        json_schema_extra=DECISION,
         description="mean luma below 15% hides facial detail (underexposed)",
     )
     max_brightness: float = Field(
-        default=0.90, ge=0, le=1, description="mean luma above 90% means clipped highlights on skin"
+        default=0.90,
+        ge=0,
+        le=1,
+        json_schema_extra=DECISION,
+        description="mean luma above 90% means clipped highlights on skin",
     )
     min_contrast: float = Field(
         default=0.04,
         ge=0,
         le=1,
+        json_schema_extra=DECISION,
         description="luma std below 4% is a flat, featureless face (fog, heavy filters)",
     )
 

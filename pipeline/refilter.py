@@ -25,6 +25,7 @@ from filters import decide_all
 from manifests import schema as S
 from manifests.io import read_manifest, write_table_atomic, write_text_atomic
 from manifests.layout import RunLayout
+from manifests.run_record import producing_record
 from manifests.verdicts import combine
 from pipeline.config import ConfigError, apply_overrides, validate_config
 from stages.filter import NAME as FILTER
@@ -74,13 +75,13 @@ def refilter(run_dir: Path, overrides: Sequence[str], name: str | None = None) -
 
 
 def _new_filter_section(layout: RunLayout, overrides: Sequence[str]) -> FilterStageBase:
-    if not layout.run_json.is_file():
+    record = producing_record(layout, FILTER)
+    if record is None:
         raise ConfigError(f"{layout.root} is not a run directory (no run.json)")
     bad = [o for o in overrides if not o.startswith(f"{FILTER}.")]
     if bad:
         raise ConfigError(f"refilter only re-decides {FILTER}.* settings, not {bad}")
-    config = json.loads(layout.run_json.read_text(encoding="utf-8"))["config"]
-    validated = validate_config(apply_overrides(config, overrides), str(layout.run_json))
+    validated = validate_config(apply_overrides(record.config, overrides), str(layout.run_json))
     section = validated.stage_config(FILTER)
     assert isinstance(section, FilterStageBase)
     return section

@@ -20,6 +20,7 @@ from manifests import schema as S
 from manifests.io import read_stage_reports
 from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
+from manifests.run_record import producing_record
 from stages import STAGES
 from stages.shard_plan import SOURCE_STAGES
 from stages.shard_records import SCORE_COLUMNS
@@ -84,17 +85,13 @@ class ShardTiming:
 class ReportData:
     run_dir: str
     stages: list[str]
+    # Of the invocation that produced the published shards (run.json's record for them).
+    config_fingerprint: str | None
+    run_id: str | None
     funnel: list[ShardReport]
     histograms: list[Histogram]
     timings: list[ShardTiming]
     caption_words: Histogram | None
-
-
-def run_config(layout: RunLayout) -> dict[str, Any]:
-    if not layout.run_json.is_file():
-        return {}
-    config: dict[str, Any] = json.loads(layout.run_json.read_text(encoding="utf-8"))["config"]
-    return config
 
 
 def stages_of(layout: RunLayout) -> list[str]:
@@ -186,7 +183,8 @@ def _published_caption_words(layout: RunLayout) -> np.ndarray:
 def collect(layout: RunLayout) -> ReportData:
     """All numbers of the report."""
     stages = stages_of(layout)
-    marks = thresholds(run_config(layout))
+    record = producing_record(layout, SHARD_STAGE)
+    marks = thresholds(record.config if record is not None else {})
     values = _column_values(layout, stages, SCORE_COLUMNS)
     hists = [
         histogram(c, values[c], [t for t in marks if t.column == c])
@@ -197,6 +195,8 @@ def collect(layout: RunLayout) -> ReportData:
     return ReportData(
         run_dir=str(layout.root),
         stages=stages,
+        config_fingerprint=record.config_fingerprint if record is not None else None,
+        run_id=record.run_id if record is not None else None,
         funnel=[merge_reports(s, read_stage_reports(layout, s)) for s in stages],
         histograms=hists,
         timings=timings(layout, stages),

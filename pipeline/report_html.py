@@ -134,7 +134,9 @@ def render(data: ReportData, tiles: dict[str, list[Tile]]) -> str:
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>laionface audit report</title><style>{_CSS}</style></head><body>"
         f"<h1>Audit report</h1><p class='muted'>{escape(data.run_dir)}; stages: "
-        f"{escape(', '.join(data.stages))}</p>{body}</body></html>"
+        f"{escape(', '.join(data.stages))}; config fingerprint "
+        f"<code>{escape(str(data.config_fingerprint))}</code> (run {escape(str(data.run_id))})"
+        f"</p>{body}</body></html>"
     )
 
 

@@ -1,16 +1,15 @@
-"""``RUN/run.json``: the resolved config, schema version, package versions, git revision."""
+"""What a run record holds about the software: package versions and the git revision."""
 
 from __future__ import annotations
 
-import json
 import subprocess
+import uuid
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-from manifests.io import write_text_atomic
-from manifests.layout import RunLayout
+from manifests.run_record import RunRecord
 from manifests.schema import SCHEMA_VERSION
 from pipeline.config import RunConfigBase
 
@@ -64,17 +63,22 @@ def git_revision(where: Path | None = None) -> str | None:
     return rev or None
 
 
-def run_info(config: RunConfigBase) -> dict[str, Any]:
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "config": config.model_dump(mode="json"),
-        "packages": package_versions(),
-        "git_revision": git_revision(),
-        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def write_run_info(config: RunConfigBase) -> Path:
-    layout = RunLayout(config.run_dir)
-    write_text_atomic(json.dumps(run_info(config), indent=2, sort_keys=True), layout.run_json)
-    return layout.run_json
+def new_record(
+    config: RunConfigBase, stages: Sequence[str], fingerprints: dict[str, str]
+) -> RunRecord:
+    """The run record of a new invocation (outcome ``running``) running ``stages``."""
+    started = now_iso()
+    return RunRecord(
+        run_id=f"{started.replace(':', '').replace('-', '')[:15]}-{uuid.uuid4().hex[:6]}",
+        started_at=started,
+        config=config.model_dump(mode="json"),
+        schema_version=SCHEMA_VERSION,
+        packages=package_versions(),
+        git_revision=git_revision(),
+        stages=tuple(stages),
+        fingerprints=fingerprints,
+    )

@@ -2,7 +2,8 @@
 
 Shard 7 of ``download`` depends only on shard 7 of ``candidates``, so later stages start as
 soon as their shard's input exists. A barrier stage waits for every upstream shard, then its
-``prepare`` runs on the driver. Done shards are skipped; failing shards are retried by Dask,
+``prepare`` runs on the driver. Shards whose done markers carry the fingerprint the config
+implies are skipped, the others recomputed (``pipeline.run_plan``); failing shards are retried,
 then ``runner.on_shard_error`` decides: ``fail`` stops the run with a one-line error, ``skip``
 records the shard (and everything downstream of it) as skipped and goes on.
 """
@@ -11,23 +12,24 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from distributed import Client, Future, as_completed
 
-from manifests.io import read_done, read_stage_reports, write_text_atomic
+from manifests.io import DoneMarker, read_done, read_stage_reports, write_text_atomic
 from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
+from manifests.run_record import append_record, finish_record
 from pipeline.cluster import open_client
 from pipeline.config import ConfigError, RunConfigBase
+from pipeline.fingerprints import Action
 from pipeline.progress import ProgressBoard
-from pipeline.run_info import write_run_info
+from pipeline.run_info import new_record, now_iso
+from pipeline.run_plan import RunPlanner, StagePlan, dry_run
 from pipeline.shard_task import run_shard_task
 from stages import build_stage
-from stages.base import RunContext, Stage
+from stages.base import RunContext, ShardPlanMissing, Stage
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ class RunResult:
 
     reports: dict[str, ShardReport] = field(default_factory=dict)
     skipped: dict[str, dict[int, str]] = field(default_factory=dict)
+    # stage -> {"run": [shards], "re-decide": [shards]}: what this invocation recomputed
+    actions: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -51,7 +55,14 @@ class RunResult:
 class _Tracker:
     """Follows submitted futures on the driver: progress, failures, skips."""
 
-    def __init__(self, client: Client, board: ProgressBoard, on_error: str, retries: int) -> None:
+    def __init__(
+        self,
+        client: Client,
+        board: ProgressBoard,
+        on_error: str,
+        retries: int,
+        stages: list[str],
+    ) -> None:
         self.client = client
         self.board = board
         self.on_error = on_error
@@ -61,6 +72,10 @@ class _Tracker:
         self._pending: dict[object, tuple[str, int]] = {}
         self._completed = as_completed()
         self._upstream: dict[str, str | None] = {}
+        self.actions: dict[str, StagePlan] = {}
+        self.rows: dict[str, int] = {}  # rows of the first stage's shards done so far
+        self._first_done = 0
+        self._stages = stages
 
     def add(self, stage: str, shard: int, future: Future, upstream: str | None) -> None:
         self.futures.setdefault(stage, {})[shard] = future
@@ -90,10 +105,23 @@ class _Tracker:
             future = next(self._completed)
             self._finish(future)
 
+    def done(self, stage: str, report: ShardReport, resumed: bool = False) -> None:
+        """Count a done shard; once every shard of the first stage is done, its rows are each
+        stage's sample total (every manifest has one row per candidate)."""
+        self.board.add(stage, report, resumed=resumed)
+        first = next(iter(self.actions), None)
+        if stage != first:
+            return
+        self.rows[stage] = self.rows.get(stage, 0) + report.n_rows
+        self._first_done += 1
+        if self._first_done == len(self.actions[stage].actions):
+            for name in self._stages:
+                self.board.set_samples(name, self.rows[stage])
+
     def _finish(self, future: Future) -> None:
         stage, shard = self._pending.pop(future.key)
         if future.status == "finished":
-            self.board.add(stage, future.result())
+            self.done(stage, future.result())
             return
         message = self._failure(stage, shard, future)
         if self.on_error == "fail":
@@ -103,115 +131,123 @@ class _Tracker:
         self.skip(stage, shard, message)
 
 
-def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunResult:
-    """Run the selected stages (default: the config's) to completion on the configured cluster."""
+def _select(config: RunConfigBase, stages: list[str] | None) -> list[str]:
     unknown = sorted(set(stages or ()) - set(config.stages))
     if unknown:
         raise ConfigError(f"--stages {unknown}: not in this config's stages {config.stages}")
-    names = [s for s in config.stages if stages is None or s in stages]
+    return [s for s in config.stages if stages is None or s in stages]
+
+
+def _planner(config: RunConfigBase, names: list[str]) -> RunPlanner:
+    built = [build_stage(n, config.stage_config(n)) for n in config.stages]
+    return RunPlanner(built, names, RunContext(config.run_dir.resolve()))
+
+
+def plan_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> list[str]:
+    """What ``run_pipeline`` would do, one line per stage; runs and writes nothing."""
+    names = _select(config, stages)
+    return dry_run(_planner(config, names), names)
+
+
+def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunResult:
+    """Run the selected stages (default: the config's) to completion on the configured cluster.
+
+    Shards whose fingerprints match the config are skipped; the others run (or are re-decided),
+    and so does everything downstream of them. The invocation is recorded in ``run.json``.
+    """
+    names = _select(config, stages)
     layout = RunLayout(config.run_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
-    write_run_info(config)
-    ctx = RunContext(config.run_dir.resolve())
+    planner = _planner(config, names)
+    record = new_record(config, names, {n: planner.material(n).digest for n in config.stages})
+    append_record(layout, record)
+    outcome = "failed"
+    try:
+        result = _run(config, names, planner, record.run_id)
+        outcome = "ok" if result.ok else "incomplete"
+        return result
+    finally:
+        finish_record(layout, record.run_id, outcome, now_iso())
+
+
+def _run(config: RunConfigBase, names: list[str], planner: RunPlanner, run_id: str) -> RunResult:
     with (
         open_client(config.cluster) as client,
         ProgressBoard(names, config.runner.progress) as board,
     ):
-        tracker = _Tracker(client, board, config.runner.on_shard_error, config.runner.retries)
-        token = uuid.uuid4().hex[:8]
+        tracker = _Tracker(
+            client, board, config.runner.on_shard_error, config.runner.retries, names
+        )
         for name in names:
-            stage = build_stage(name, config.stage_config(name))
-            _schedule_stage(stage, ctx, tracker, config.runner.retries, token)
+            stage = planner.stages[name]
+            plan = _stage_plan(stage, planner, tracker)
+            log.info("plan: %s", plan.summary())
+            tracker.actions[name] = plan
+            _schedule_stage(stage, plan, planner.ctx, tracker, run_id)
         tracker.wait(f for per_stage in tracker.futures.values() for f in per_stage.values())
-    return _write_run_report(layout, names, tracker.skipped)
+    return _write_run_report(RunLayout(config.run_dir), names, tracker)
+
+
+def _stage_plan(stage: Stage, planner: RunPlanner, tracker: _Tracker) -> StagePlan:
+    """The stage's plan; a barrier stage first waits for all of upstream, and a stale barrier
+    stage discards its markers and run-wide state before ``prepare`` recomputes it."""
+    if not stage.barrier:
+        return planner.plan(stage.name)
+    tracker.wait(tracker.futures.get(stage.upstream or "", {}).values())
+    layout = planner.ctx.layout
+    try:
+        plan: StagePlan | None = planner.plan(stage.name)
+    except ShardPlanMissing:  # the first stage plans the shards in its prepare
+        plan = None
+    if plan is not None and plan.shards(Action.RUN):
+        log.info("%s is stale: recomputing all its shards", stage.name)
+        for shard in layout.done_shards(stage.name):
+            layout.done_marker(stage.name, shard).unlink()
+        stage.reset(planner.ctx)
+    stage.prepare(planner.ctx, tracker.client)
+    return plan if plan is not None else planner.plan(stage.name)
 
 
 def _schedule_stage(
-    stage: Stage, ctx: RunContext, tracker: _Tracker, retries: int, token: str
+    stage: Stage, plan: StagePlan, ctx: RunContext, tracker: _Tracker, run_id: str
 ) -> None:
-    """Submit the stage's pending shards, each after its upstream shard (or, for a barrier
-    stage, after all of upstream and ``prepare``)."""
+    """Count the up-to-date shards; submit the others, each after its upstream shard (a
+    barrier stage already waited for all of upstream)."""
     client = tracker.client
     _check_resources(client, stage)
+    layout = ctx.layout
     upstream = tracker.futures.get(stage.upstream or "", {})
-    if stage.barrier:
-        tracker.wait(upstream.values())
-        _reset_if_stale(stage, ctx, bool(upstream))
-        stage.prepare(ctx, client)
-    for shard in _submit_order(stage, ctx, tracker.board, upstream):
-        # A barrier stage already waited for all of upstream: no per-shard dependency.
+    tracker.board.set_total(stage.name, len(plan.actions))
+    for shard in plan.shards(Action.UP_TO_DATE):
+        report = read_done(layout, stage.name, shard)
+        if report is not None:
+            tracker.done(stage.name, report, resumed=True)
+    for shard, action in sorted(plan.actions.items()):
+        if action is Action.UP_TO_DATE:
+            continue
         dep = None if stage.barrier else upstream.get(shard)
-        why = _blocked(ctx.layout, stage, shard, dep, tracker)
+        why = _blocked(layout, stage, shard, dep, tracker)
         if why:
             tracker.skip(stage.name, shard, why)
             continue
+        if action is Action.RUN:
+            layout.done_marker(stage.name, shard).unlink(missing_ok=True)
+        expected = plan.expected[shard]
+        stamp = DoneMarker(ShardReport.empty(stage.name), expected.full, expected.score, run_id)
         future = client.submit(
             run_shard_task,
             stage,
             shard,
             ctx,
+            stamp,
+            action is Action.REDECIDE,
             *([dep] if dep is not None else []),
-            key=f"{stage.name}-{shard:05d}-{token}",
-            retries=retries,
+            key=f"{stage.name}-{shard:05d}-{run_id}",
+            retries=tracker.retries,
             resources=dict(stage.resources) or None,
             pure=False,
         )
         tracker.add(stage.name, shard, future, stage.upstream)
-
-
-def _submit_order(
-    stage: Stage, ctx: RunContext, board: ProgressBoard, upstream: dict[int, Future]
-) -> list[int]:
-    """The stage's shards that are not done yet; done ones count towards the progress bar.
-
-    A done shard whose upstream shard is recomputed in this run, or was recomputed after it,
-    is stale: its marker is deleted and it runs again (make-like, on done-marker times).
-    """
-    layout = ctx.layout
-    shards = stage.shards(ctx)
-    board.set_total(stage.name, len(shards))
-    todo = []
-    for shard in shards:
-        marker = layout.done_marker(stage.name, shard)
-        if (
-            not stage.barrier
-            and marker.is_file()
-            and (shard in upstream or _newer(layout, stage.upstream, shard, marker))
-        ):
-            log.info("%s shard %05d is stale (upstream recomputed): rerunning", stage.name, shard)
-            marker.unlink()
-        report = read_done(layout, stage.name, shard)
-        if report is None:
-            todo.append(shard)
-        else:
-            board.add(stage.name, report)
-    return todo
-
-
-def _newer(layout: RunLayout, upstream: str | None, shard: int, marker: Path) -> bool:
-    if upstream is None:
-        return False
-    theirs = layout.done_marker(upstream, shard)
-    return theirs.is_file() and theirs.stat().st_mtime > marker.stat().st_mtime
-
-
-def _reset_if_stale(stage: Stage, ctx: RunContext, recomputed_upstream: bool) -> None:
-    """A barrier stage decides over all shards: any upstream change makes all of it stale."""
-    layout = ctx.layout
-    markers = [layout.done_marker(stage.name, s) for s in layout.done_shards(stage.name)]
-    if stage.upstream is None or not markers:
-        return
-    oldest = min(m.stat().st_mtime for m in markers)
-    newest_upstream = max(
-        (layout.done_marker(stage.upstream, s).stat().st_mtime
-         for s in layout.done_shards(stage.upstream)),
-        default=0.0,
-    )  # fmt: skip
-    if recomputed_upstream or newest_upstream > oldest:
-        log.info("%s is stale (upstream recomputed): recomputing all its shards", stage.name)
-        for marker in markers:
-            marker.unlink()
-        stage.reset(ctx)
 
 
 def _blocked(
@@ -241,16 +277,22 @@ def _check_resources(client: Client, stage: Stage) -> None:
     raise ShardFailed(f"stage {stage.name} needs worker resources {needed}; no worker has them")
 
 
-def _write_run_report(
-    layout: RunLayout, names: list[str], skipped: dict[str, dict[int, str]]
-) -> RunResult:
-    result = RunResult(skipped={k: v for k, v in skipped.items() if v})
+def _write_run_report(layout: RunLayout, names: list[str], tracker: _Tracker) -> RunResult:
+    skipped = tracker.skipped
+    result = RunResult(
+        skipped={k: v for k, v in skipped.items() if v},
+        actions={
+            name: {a.value: plan.shards(a) for a in (Action.RUN, Action.REDECIDE)}
+            for name, plan in tracker.actions.items()
+        },
+    )
     for name in names:
         result.reports[name] = merge_reports(name, read_stage_reports(layout, name))
     body = {
         name: {
             "report": json.loads(report.to_json()),
             "skipped": {f"{s:05d}": why for s, why in sorted(skipped.get(name, {}).items())},
+            "actions": result.actions.get(name, {}),
         }
         for name, report in result.reports.items()
     }

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from manifests.io import read_done, write_done
+from manifests.io import DoneMarker, read_marker, write_done
 from manifests.report import ShardReport
-from stages.base import RunContext, Stage
+from stages.base import Redecider, RunContext, Stage
 
 
 class _ThisThread(logging.Filter):
@@ -51,25 +51,37 @@ def shard_log(path: Path) -> Iterator[logging.Logger]:
         handler.close()
 
 
-def run_shard_task(stage: Stage, shard: int, ctx: RunContext, *upstream: object) -> ShardReport:
-    """Run ``stage`` on ``shard`` unless it is already done. ``upstream`` only orders tasks."""
+def run_shard_task(
+    stage: Stage, shard: int, ctx: RunContext, stamp: DoneMarker, redecide: bool, *upstream: object
+) -> ShardReport:
+    """Run ``stage`` on ``shard`` unless its marker already carries ``stamp``'s fingerprint.
+
+    ``stamp`` holds the fingerprints and run id the new marker gets; with ``redecide`` the
+    stage only re-applies its thresholds (``Redecider``). ``upstream`` only orders tasks.
+    """
     layout = ctx.layout
-    done = read_done(layout, stage.name, shard)
-    if done is not None:
-        return done
+    done = read_marker(layout, stage.name, shard)
+    if done is not None and done.fingerprint == stamp.fingerprint:
+        return done.report
     tmp = layout.shard_tmp(stage.name, shard)
     shutil.rmtree(tmp, ignore_errors=True)
     with shard_log(layout.shard_log(stage.name, shard)) as log:
-        log.info("start %s shard %05d", stage.name, shard)
+        log.info("start %s shard %05d%s", stage.name, shard, " (re-decide)" if redecide else "")
         t0 = time.perf_counter()
         try:
-            report = stage.run_shard(shard, ctx)
+            report = _work(stage, shard, ctx, redecide)
         except Exception:
             log.exception("%s shard %05d failed", stage.name, shard)
             raise
         seconds = {**report.seconds, "total": time.perf_counter() - t0}
         report = dataclasses.replace(report, seconds=seconds)
-        write_done(layout, report)
+        write_done(layout, report, stamp)
         log.info("done: in=%d out=%d dropped=%s", report.n_in, report.n_out, report.dropped)
     shutil.rmtree(tmp, ignore_errors=True)
     return report
+
+
+def _work(stage: Stage, shard: int, ctx: RunContext, redecide: bool) -> ShardReport:
+    if redecide and isinstance(stage, Redecider):
+        return stage.redecide_shard(shard, ctx)
+    return stage.run_shard(shard, ctx)

@@ -11,11 +11,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from manifests import schema as S
-from manifests.io import read_stage_reports
+from manifests.done_summary import stage_summary
 from manifests.layout import RunLayout
-from manifests.report import ShardReport, merge_reports
+from manifests.report import ShardReport
 from stages import STAGES
-from stages.plan import read_plan
+from stages.plan import PLANNING_STAGE, read_plan
 
 
 class RunDirError(ValueError):
@@ -24,15 +24,26 @@ class RunDirError(ValueError):
 
 @dataclass(frozen=True)
 class StageStatus:
+    """One stage of a run: shards planned/done/failed, and the merged report of done shards.
+
+    ``samples_planned`` is the candidates' row count (every stage's manifest has a row per
+    candidate), known once every candidates shard is done; None before.
+    """
+
     stage: str
     planned: int
     done: int
     failed: int
     report: ShardReport
+    samples_planned: int | None = None
 
     @property
     def missing(self) -> int:
         return self.planned - self.done - self.failed
+
+    @property
+    def samples_done(self) -> int:
+        return self.report.n_rows
 
     def top_reasons(self, n: int = 5) -> list[tuple[str, int]]:
         return sorted(self.report.dropped.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
@@ -46,23 +57,37 @@ def _layout(run_dir: Path) -> RunLayout:
 
 
 def run_status(run_dir: Path) -> list[StageStatus]:
-    """Per registered stage that has started: shards planned/done/failed, merged report."""
+    """Per registered stage that has started: shards planned/done/failed, merged report.
+
+    Done shards come from ``stage_summary`` (a cached summary of the done markers, revalidated
+    on every call), so this stays fast on a run of 40,000 shards.
+    """
     layout = _layout(run_dir)
     try:
         planned = read_plan(layout).n_shards
     except FileNotFoundError:
         planned = 0
     failed = _failed_shards(layout)
+    summaries = {
+        stage: stage_summary(layout, stage) for stage in STAGES if layout.stage_dir(stage).is_dir()
+    }
+    samples = _samples_planned(planned, summaries.get(PLANNING_STAGE))
     out = []
-    for stage in STAGES:
-        if not layout.stage_dir(stage).is_dir():
-            continue
-        reports = read_stage_reports(layout, stage)
-        done = {s for r in reports for s in r.shards}
+    for stage, (done, report) in summaries.items():
         n_failed = len(set(failed.get(stage, ())) - done)
         total = max(planned, len(done) + n_failed)
-        out.append(StageStatus(stage, total, len(done), n_failed, merge_reports(stage, reports)))
+        out.append(StageStatus(stage, total, len(done), n_failed, report, samples))
     return out
+
+
+def _samples_planned(
+    planned_shards: int, candidates: tuple[frozenset[int], ShardReport] | None
+) -> int | None:
+    """Rows of all candidates manifests, once every planned candidates shard is done."""
+    if candidates is None or planned_shards == 0:
+        return None
+    done, report = candidates
+    return report.n_rows if done >= set(range(planned_shards)) else None
 
 
 def _failed_shards(layout: RunLayout) -> dict[str, list[int]]:

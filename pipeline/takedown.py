@@ -19,8 +19,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import schema as S
-from manifests.io import read_manifest, write_done, write_table_atomic
+from manifests.io import read_manifest, read_marker, write_done, write_table_atomic
 from manifests.layout import RunLayout
+from manifests.run_record import producing_record
 from pipeline.status import RunDirError
 from stages.shard import ShardConfig
 from stages.shard_plan import (
@@ -73,11 +74,9 @@ def _renumber(assignment: pa.Table, removed: set[str], tars: set[str]) -> pa.Tab
 
 
 def _shard_config(layout: RunLayout) -> ShardConfig:
-    """The shard section the run was published with (the defaults if run.json lacks it)."""
-    if not layout.run_json.is_file():
-        return ShardConfig()
-    config = json.loads(layout.run_json.read_text(encoding="utf-8")).get("config", {})
-    return ShardConfig.model_validate(config.get(NAME, {}))
+    """The shard section the corpus was published with (the defaults without a run record)."""
+    record = producing_record(layout, NAME)
+    return ShardConfig.model_validate(record.section(NAME) if record is not None else {})
 
 
 def _rebuild(layout: RunLayout, assignment: pa.Table, tars: set[str]) -> dict[str, OutShard]:
@@ -98,7 +97,7 @@ def _rewrite_manifests(layout: RunLayout, assignment: pa.Table, removed: frozens
         table, report = shard_manifest(layout, shard, assignment, removed)
         if not table.equals(pq.read_table(layout.manifest(NAME, shard))):
             write_table_atomic(table, layout.manifest(NAME, shard))
-            write_done(layout, report)
+            write_done(layout, report, read_marker(layout, NAME, shard))
 
 
 def apply_takedown(run_dir: Path, list_file: Path) -> TakedownResult:

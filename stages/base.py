@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
+from pydantic import BaseModel
+
 from manifests.layout import RunLayout
 from manifests.report import ShardReport
 
@@ -46,6 +48,11 @@ class Stage(Protocol):
     barrier: ClassVar[bool]
 
     @property
+    def config(self) -> BaseModel:
+        """The stage's config section; its fields decide the shards' fingerprints."""
+        ...
+
+    @property
     def columns(self) -> tuple[str, ...]: ...
 
     @property
@@ -60,6 +67,18 @@ class Stage(Protocol):
     def shards(self, ctx: RunContext) -> list[int]: ...
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport: ...
+
+
+@runtime_checkable
+class Redecider(Protocol):
+    """A stage whose thresholds can be re-applied to its stored scores without a model.
+
+    ``redecide_shard`` rewrites the shard's verdict columns from its own manifest under the
+    current thresholds; where that is not enough (a row would now reach a filter that never
+    scored it), it recomputes the shard. The runner calls it when only thresholds changed.
+    """
+
+    def redecide_shard(self, shard: int, ctx: RunContext) -> ShardReport: ...
 
 
 class ShardPlanMissing(FileNotFoundError):

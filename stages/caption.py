@@ -29,6 +29,7 @@ from captioners import (
 )
 from filters.decode import DecodedImage, decode_image
 from manifests import schema as S
+from manifests.fingerprint import OPERATIONAL
 from manifests.io import join_stages, write_table_atomic
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
@@ -55,8 +56,14 @@ class CaptionStageConfig(BaseModel):
         None, description="captions what the captioner refused"
     )
     cleaning: CleaningConfig = Field(default_factory=CleaningConfig)  # type: ignore[arg-type]
-    batch_size: int = Field(16, ge=1, description="samples per captioner call")
-    gpu: bool = Field(False, description="annotate tasks with the GPU resource (a local VLM)")
+    batch_size: int = Field(
+        16, ge=1, json_schema_extra=OPERATIONAL, description="samples per captioner call"
+    )
+    gpu: bool = Field(
+        False,
+        json_schema_extra=OPERATIONAL,
+        description="annotate tasks with the GPU resource (a local VLM)",
+    )
 
     def build(self) -> CaptionStage:
         return CaptionStage(self)

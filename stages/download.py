@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import schema as S
+from manifests.fingerprint import OPERATIONAL
 from manifests.io import read_manifest, write_table_atomic
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
@@ -60,7 +61,9 @@ class DownloadConfig(BaseModel):
     encode_quality: int = Field(95, ge=1, le=100)
     timeout_s: int = Field(10, ge=1, description="per request")
     retries: int = Field(0, ge=0, description="per URL")
-    thread_count: int = Field(64, ge=1, description="download threads per shard")
+    thread_count: int = Field(
+        64, ge=1, json_schema_extra=OPERATIONAL, description="download threads per shard"
+    )
     user_agent_token: str | None = Field(None, description="identifies the crawler to hosts")
     disallowed_header_directives: list[str] = Field(
         default_factory=lambda: ["noai", "noimageai", "noindex", "noimageindex"],

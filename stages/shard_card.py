@@ -2,13 +2,13 @@
 
 Everything on the card is read from the run: the funnel from the stages' done-marker reports
 (the shard stage's own counts from its manifest function, so the card is right before its
-tasks ran and after every takedown), models and thresholds from ``run.json``, licences and
-caption provenance from the published indexes.
+tasks ran and after every takedown), models and thresholds from the run record of the
+invocation that produced the shards (``run.json``), licences and caption provenance from the
+published indexes.
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from typing import Any
 
@@ -19,6 +19,7 @@ from manifests import schema as S
 from manifests.io import read_stage_reports
 from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
+from manifests.run_record import RunRecord, producing_record
 from stages.shard_plan import (
     NAME,
     SOURCE_STAGES,
@@ -29,17 +30,10 @@ from stages.shard_plan import (
 from stages.shard_writer import OutShard, index_name, publish_dir
 
 
-def read_run_info(layout: RunLayout) -> dict[str, Any]:
-    """``RUN/run.json`` (empty when the run has none, e.g. a hand-built directory)."""
-    if not layout.run_json.is_file():
-        return {}
-    info: dict[str, Any] = json.loads(layout.run_json.read_text(encoding="utf-8"))
-    return info
-
-
 def funnel(layout: RunLayout) -> list[ShardReport]:
     """Merged report of every upstream stage that ran, then the shard stage's."""
-    config = read_run_info(layout).get("config", {})
+    record = producing_record(layout, NAME)
+    config = record.config if record is not None else {}
     names = [s for s in config.get("stages", SOURCE_STAGES) if s != NAME]
     reports = [merge_reports(s, read_stage_reports(layout, s)) for s in names]
     reports = [r for r in reports if r.shards]
@@ -124,8 +118,8 @@ def _summary(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> li
 
 def render_card(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> str:
     """The card's Markdown text."""
-    info = read_run_info(layout)
-    config = info.get("config", {})
+    record = producing_record(layout, NAME) or RunRecord("none", "", {})
+    config = record.config
     counts = _published_counts(layout, shards)
     lines = [
         *_summary(layout, shards, dataset_name),
@@ -153,9 +147,11 @@ def render_card(layout: RunLayout, shards: list[OutShard], dataset_name: str) ->
         _LOADING.format(last=max(len(shards) - 1, 0)),
         "## Software",
         "",
-        f"- git revision: `{info.get('git_revision')}`",
-        f"- manifest schema version: {info.get('schema_version', S.SCHEMA_VERSION)}",
-        *[f"- {k}: {v}" for k, v in sorted(info.get("packages", {}).items())],
+        f"- config fingerprint: `{record.config_fingerprint}` (run `{record.run_id}`, "
+        f"started {record.started_at or 'unknown'})",
+        f"- git revision: `{record.git_revision}`",
+        f"- manifest schema version: {record.schema_version or S.SCHEMA_VERSION}",
+        *[f"- {k}: {v}" for k, v in sorted(record.packages.items())],
         "",
         "## Run configuration",
         "",

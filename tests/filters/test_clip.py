@@ -9,28 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from filters import Batch, ClipFilterConfig, MissingModelError
 from manifests import schema as S
-from tests.filters.conftest import TINY_CLIP, TINY_CLIP_CONFIG
-
-EMBED = TINY_CLIP_CONFIG["embed_dim"]
-
-
-@pytest.fixture(scope="module")
-def heads(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """An improved-aesthetic-predictor-shaped MLP and a 2-way linear watermark head."""
-    torch.manual_seed(1)
-    folder = tmp_path_factory.mktemp("heads")
-    mlp = torch.nn.Sequential(
-        torch.nn.Linear(EMBED, 16), torch.nn.Dropout(0.2), torch.nn.Linear(16, 1)
-    )
-    aesthetic = folder / "aesthetic.pth"
-    torch.save({f"layers.{k}": v for k, v in mlp.state_dict().items()}, aesthetic)
-    watermark = folder / "watermark.pth"
-    torch.save(torch.nn.Linear(EMBED, 2).state_dict(), watermark)
-    return aesthetic, watermark
+from tests.filters.conftest import TINY_CLIP
 
 
 def photo_batch(photos: dict[str, np.ndarray], texts: list[str | None]) -> Batch:
@@ -89,7 +71,12 @@ def test_decide_applies_configured_heads_only(clip_checkpoint: Path, heads: tupl
     assert config.build().decide(columns)[1].tolist() == [None, None, "clip:watermark", None]
 
 
-def test_missing_checkpoint_is_a_clear_error(tmp_path: Path, photos: dict) -> None:
-    flt = ClipFilterConfig(model_name=TINY_CLIP, checkpoint=tmp_path / "absent.pt").build()
+def test_checkpoint_that_vanished_after_validation_is_a_clear_error(
+    tmp_path: Path, photos: dict
+) -> None:
+    config = ClipFilterConfig.model_construct(
+        model_name=TINY_CLIP, checkpoint=tmp_path / "absent.pt"
+    )
+    flt = config.build()
     with pytest.raises(MissingModelError, match=r"absent\.pt"):
         flt.score(photo_batch(photos, ["a", "b", "c"]))

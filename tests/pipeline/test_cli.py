@@ -35,12 +35,13 @@ def test_status_lists_stages_and_reasons(
     assert main(["status", str(reference_run)]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == (
-        "candidates  shards 2/2 done, 0 failed, 0 missing | rows in 23, kept 19, dropped 4"
+        "candidates  shards 2/2 done, 0 failed, 0 missing | samples 23/23"
+        " | rows in 23, kept 19, dropped 4"
     )
     download = next(line for line in lines if line.startswith("download"))
     assert (
-        download
-        == "download    shards 2/2 done, 0 failed, 0 missing | rows in 19, kept 13, dropped 6"
+        download == "download    shards 2/2 done, 0 failed, 0 missing | samples 23/23"
+        " | rows in 19, kept 13, dropped 6"
     )
     assert "           2  download:undecodable" in lines
 

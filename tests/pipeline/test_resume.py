@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 
 from manifests.layout import RunLayout
 from pipeline.cli import main
@@ -51,16 +52,14 @@ def test_failed_shard_skip_fail_then_resume(
     assert layout.done_shards("caption") == [0]
     assert "00001" in (run_dir / "report.json").read_text()
 
-    # 3. The same with on_shard_error=fail: one line on stderr, non-zero exit.
+    # 3. The same with on_shard_error=fail: one line on stderr, non-zero exit. The runner
+    # settings are not part of any fingerprint, so the done candidates shards stay done.
     cfg = tmp_path / "run.yaml"
-    cfg.write_text(
-        f"run_dir: {run_dir}\nstages: [candidates, download]\n"
-        f"cluster: {{address: '{dask_address}'}}\n"
-        f"runner: {{retries: 0, on_shard_error: fail, progress: false}}\n"
-        f"candidates: {{input: ['{demo_input}'], shard_size: 12, allow_private_hosts: true}}\n"
-        "download: {image_size: 512, timeout_s: 2, thread_count: 8}\n"
+    failing = demo_config(
+        run_dir, demo_input, *joined, "runner.retries=0", "runner.on_shard_error=fail"
     )
-    assert main(["run", str(cfg)]) == 3
+    cfg.write_text(yaml.safe_dump(failing.model_dump(mode="json")))
+    assert main(["run", str(cfg), "--stages", "candidates", "download"]) == 3
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
     assert err[0].startswith("laionface run: download shard 00001 failed after 0 retries")
