@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from captioners.base import CaptionContext, RawCaption, check_batch
 from captioners.prompts import DEFAULT_PROMPT_VERSION, Prompt, PromptVersion, get_prompt
 from manifests.fingerprint import OPERATIONAL
+from manifests.model_paths import checks_model_paths
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -65,8 +66,8 @@ class HfVlmConfig(BaseModel):
 
     @field_validator("model_path")
     @classmethod
-    def _model_dir_exists(cls, path: Path) -> Path:
-        if not (path / "config.json").is_file():
+    def _model_dir_exists(cls, path: Path, info: ValidationInfo) -> Path:
+        if checks_model_paths(info) and not (path / "config.json").is_file():
             raise ValueError(
                 f"model directory {path} has no config.json; models are never downloaded, "
                 "place the checkpoint (save_pretrained / huggingface-cli download) there"

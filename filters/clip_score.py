@@ -21,6 +21,7 @@ from filters.batch import Batch
 from filters.clip_model import ClipScorer, load_clip_scorer
 from manifests import schema as S
 from manifests.fingerprint import DECISION, OPERATIONAL
+from manifests.model_paths import checks_model_paths
 
 NAME = "clip"
 MISSING = S.reason(NAME, "missing")
@@ -75,7 +76,7 @@ class ClipFilterConfig(BaseModel):
     @field_validator("checkpoint", "aesthetic_head", "watermark_head")
     @classmethod
     def _file_is_there(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        if path is not None and not path.is_file():
+        if path is not None and checks_model_paths(info) and not path.is_file():
             what = "open_clip weights" if info.field_name == "checkpoint" else "head state dict"
             raise ValueError(f"{path} is not a file: set it to a local {what} file")
         return path

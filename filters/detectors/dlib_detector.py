@@ -19,6 +19,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from filters.detectors.base import Face, MissingModelError, as_landmarks
+from manifests.model_paths import checks_model_paths
 
 # iBUG 300-W 68-point markup (Sagonas et al., 2013): eyes 36-41 and 42-47 (image left, right),
 # nose tip 30, mouth corners 48 and 54.
@@ -83,8 +84,8 @@ class DlibDetectorConfig(BaseModel):
     @field_validator("models_dir")
     @classmethod
     def _models_are_there(cls, models_dir: Path | None, info: ValidationInfo) -> Path | None:
-        if models_dir is None:
-            return None
+        if models_dir is None or not checks_model_paths(info):
+            return models_dir
         missing = [
             n for n in model_files(info.data.get("model", "hog")) if not (models_dir / n).is_file()
         ]

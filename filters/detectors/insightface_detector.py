@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from filters.detectors.base import Face, MissingModelError, as_landmarks
 from manifests.fingerprint import OPERATIONAL
+from manifests.model_paths import checks_model_paths
 
 # The detector file of each released pack (InsightFace model zoo, python-package/README and
 # the packs' zips): SCRFD-10GF, -2.5GF and -500MF; antelopev2 ships SCRFD-10GF under its own
@@ -87,7 +88,7 @@ class InsightFaceDetectorConfig(BaseModel):
     @classmethod
     def _pack_is_there(cls, root: Path, info: ValidationInfo) -> Path:
         pack = info.data.get("pack")
-        if pack is not None:
+        if pack is not None and checks_model_paths(info):
             problem = pack_problem(root.expanduser() / "models" / pack, pack)
             if problem:
                 raise ValueError(
@@ -104,7 +105,7 @@ class InsightFaceDetectorConfig(BaseModel):
         if "detection" not in modules:
             raise ValueError(f"{list(modules)} lacks detection, which every run needs")
         root, pack = info.data.get("model_root"), info.data.get("pack")
-        if root is None or pack not in PACK_DETECTORS:
+        if root is None or pack not in PACK_DETECTORS or not checks_model_paths(info):
             return modules
         pack_dir = root.expanduser() / "models" / pack
         for module in modules:

@@ -137,3 +137,19 @@ def test_vlm_directory_without_config_names_the_captioner_key(tmp_path: Path) ->
         "no config.json; models are never downloaded, place the checkpoint (save_pretrained / "
         "huggingface-cli download) there"
     )
+
+
+def test_manifest_only_work_validates_without_the_models(tmp_path: Path) -> None:
+    """refilter re-decides from stored scores: absent models must not stop it."""
+    section = {
+        **insightface(tmp_path / "absent"),
+        "caption": {"captioner": {"type": "hf_vlm", "model_path": str(tmp_path / "vlm")}},
+    }
+    section["filter"]["nsfw"] = {"model_path": str(tmp_path / "nsfw.onnx")}
+    assert error(section).startswith(
+        "config error in cfg.yaml: filter.face_count.detector.model_root: "
+    )
+    config = validate_config({"run_dir": "run", **section}, check_model_paths=False)
+    detector = config.model_dump()["filter"]["face_count"]["detector"]
+    assert detector["model_root"] == tmp_path / "absent"
+    assert config.model_dump()["caption"]["captioner"]["model_path"] == tmp_path / "vlm"
