@@ -159,6 +159,8 @@ def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunR
     layout = RunLayout(config.run_dir)
     layout.root.mkdir(parents=True, exist_ok=True)
     planner = _planner(config, names)
+    for line in dry_run(planner, names):  # said before anything starts
+        log.info("plan: %s", line)
     record = new_record(config, names, {n: planner.material(n).digest for n in config.stages})
     append_record(layout, record)
     outcome = "failed"
@@ -181,7 +183,7 @@ def _run(config: RunConfigBase, names: list[str], planner: RunPlanner, run_id: s
         for name in names:
             stage = planner.stages[name]
             plan = _stage_plan(stage, planner, tracker)
-            log.info("plan: %s", plan.summary())
+            log.debug("plan: %s", plan.summary())
             tracker.actions[name] = plan
             _schedule_stage(stage, plan, planner.ctx, tracker, run_id)
         tracker.wait(f for per_stage in tracker.futures.values() for f in per_stage.values())
