@@ -1,19 +1,24 @@
 """Stage ``candidates``: LAION metadata in, one manifest per shard out, nothing downloaded.
 
-Two steps. ``prepare`` (driver, on the cluster): count the input rows, fix the number of
-shards, and normalize each input file in its own task into a part file whose rows carry their
-shard. ``run_shard``: gather the shard's rows from every part, then judge them (URL validity,
-URL safety, takedown list, exact-URL duplicates, metadata prefilters).
+Two steps. ``prepare`` (driver, on the cluster): count the input rows from the footers, read
+the include lists (if any), fix the number of shards, and stream every input file into one
+small parquet of rows per shard (``stages/candidates_ingest.py``: memory bounded by a batch
+and a bucket, never by a file). ``run_shard``: read the shard's rows file, then judge the rows
+(URL validity, URL safety, takedown list, exact-URL duplicates, metadata prefilters).
 
 Rows are bucketed into shards by the hash of their normalized URL: deterministic, about
 ``shard_size`` rows per shard, and every copy of a URL lands in the same shard, so exact-URL
-dedup is shard-local and shards are built in parallel.
+dedup is shard-local and shards are built in parallel. Rows an include list leaves out never
+enter the run: they are counted (``excluded_by_include`` in ``ingest.json`` and in shard 0's
+report counters, so the stage's merged report carries the run's total), not written.
 """
 
 from __future__ import annotations
 
 import glob as globlib
 import math
+import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -23,20 +28,42 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from manifests import schema as S
+from manifests.fingerprint import OPERATIONAL, digest, path_identity
 from manifests.io import write_table_atomic
 from manifests.report import ShardReport
 from manifests.verdicts import Verdicts, combine, count
 from stages.base import RunContext
 from stages.candidate_rules import PrefilterConfig, first_failing_rule
-from stages.laion_input import InputError, list_inputs, read_input
+from stages.candidates_ingest import (
+    IngestSpec,
+    ReadTask,
+    build_rows,
+    plan_read_tasks,
+    read_summary,
+    remove_stale,
+    rows_file,
+    shards_per_bucket,
+)
+from stages.include_list import check_include_path, compile_include
+from stages.laion_input import InputError, InputFile, list_inputs
 from stages.plan import ShardPlan, read_plan, write_plan
 from stages.takedown_list import is_listed, load_takedown
-from stages.urls import HostSafety, UrlProblem, derived_sample_id, normalize_url, url_hash
+from stages.urls import derived_sample_id, host_safety
 
 if TYPE_CHECKING:
     from distributed import Client
 
 NAME = "candidates"
+# Bumped when the rows files change form, so old intermediate files are not reused.
+_INGEST_FORMAT = 1
+_INCLUDE_DOC = (
+    "include lists: only the rows they name enter the run (the others are counted, not "
+    "written). .pth/.pt: torch-saved LAION-400M SAMPLE_IDs as LAION-Face's laion_face_ids.pth "
+    "(a 1-D integer tensor, a list of ints, or one of those per part; read with "
+    "weights_only, never unpickling objects); .parquet: one id column (SAMPLE_ID ints, or "
+    "sample_id/url_sha1 hashes); .txt: one id per line. Integers match the input's SAMPLE_ID, "
+    "16/40 hex digits the URL hash (sample_id), other text a string SAMPLE_ID"
+)
 
 
 class CandidatesConfig(BaseModel):
@@ -49,12 +76,31 @@ class CandidatesConfig(BaseModel):
         default_factory=dict, description="our column -> input column, for non-LAION layouts"
     )
     keep_columns: list[str] = Field(default_factory=list, description="input columns to carry")
+    include: list[Path] = Field(default_factory=list, description=_INCLUDE_DOC)
     shard_size: int = Field(10_000, ge=1, description="rows per shard (about: hash buckets)")
     prefilter: PrefilterConfig = Field(default_factory=PrefilterConfig)  # type: ignore[arg-type]
     takedown_list: Path | None = Field(None, description="URLs, sample_ids or URL hashes")
     allow_private_hosts: bool = Field(False, description="allow loopback/private hosts (tests)")
     resolve_hosts: bool = Field(True, description="refuse names resolving to private addresses")
     dns_timeout_s: float = Field(2.0, gt=0)
+    ingest_batch_rows: int = Field(
+        32_768,
+        ge=1,
+        description="rows read and normalized at a time (bounds an ingest task's memory)",
+        json_schema_extra=OPERATIONAL,
+    )
+    ingest_task_rows: int = Field(
+        2_000_000,
+        ge=1,
+        description="input rows per ingest task: larger files are split by row groups",
+        json_schema_extra=OPERATIONAL,
+    )
+    ingest_bucket_rows: int = Field(
+        250_000,
+        ge=1,
+        description="rows per ingest bucket (bounds the memory of the per-shard split)",
+        json_schema_extra=OPERATIONAL,
+    )
 
     @field_validator("input")
     @classmethod
@@ -67,6 +113,11 @@ class CandidatesConfig(BaseModel):
             ):
                 raise ValueError(f"no file matches {pattern!r}")
         return value
+
+    @field_validator("include")
+    @classmethod
+    def _include_readable(cls, value: list[Path]) -> list[Path]:
+        return [check_include_path(p) for p in value]
 
     @field_validator("takedown_list")
     @classmethod
@@ -95,29 +146,28 @@ class CandidatesStage:
         return {}
 
     def prepare(self, ctx: RunContext, client: Client) -> None:
-        """Plan the shards and normalize every input file into a part (one task per file)."""
+        """Plan the shards and stream every input into per-shard rows files (Dask tasks)."""
         if not self.config.input:
             raise InputError("candidates.input is empty: list the LAION parquet files to read")
         files = list_inputs(self.config.input)
+        include_dir, n_listed = self._compile_include(ctx, client)
         n_rows = sum(f.n_rows for f in files)
+        entering = n_rows if include_dir is None else min(n_rows, n_listed)
         plan = ShardPlan(
             inputs=tuple((f.path, f.n_rows) for f in files),
             shard_size=self.config.shard_size,
-            n_shards=max(1, math.ceil(n_rows / self.config.shard_size)),
+            n_shards=max(1, math.ceil(entering / self.config.shard_size)),
         )
+        tasks = plan_read_tasks(files, self.config.ingest_task_rows)
+        spec = self._ingest_spec(ctx, files, tasks, plan.n_shards, entering, include_dir)
+        plan = replace(plan, ingest=spec.key)
         _check_same_plan(ctx, plan)
         write_plan(ctx.layout, plan)
-        parts = [self._part_path(ctx, i) for i in range(len(files))]
-        todo = [(i, f.path) for i, f in enumerate(files) if not parts[i].is_file()]
-        futures = client.map(
-            _normalize_part,
-            [path for _, path in todo],
-            [parts[i] for i, _ in todo],
-            n_shards=plan.n_shards,
-            config=self.config,
-            pure=False,
-        )
-        client.gather(futures)
+        global_dir = ctx.layout.stage_global(NAME)
+        keep = {spec.root.name, Path(include_dir).name if include_dir else ""}
+        # "parts": the whole-file part files written before ingest streamed.
+        remove_stale(global_dir, ("ingest-", "include-", "parts"), keep)
+        build_rows(client, spec, tasks, global_dir / "ingest.json")
 
     def reset(self, ctx: RunContext) -> None:
         return None  # the first stage: nothing upstream can make it stale
@@ -127,81 +177,81 @@ class CandidatesStage:
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         plan = read_plan(ctx.layout)
-        parts = [self._part_path(ctx, i) for i in range(len(plan.inputs))]
-        table = _gather_shard(parts, shard)
+        t0 = time.perf_counter()
+        root = ctx.layout.stage_global(NAME) / f"ingest-{plan.ingest}"
+        table = pq.read_table(rows_file(root, shard))
+        t1 = time.perf_counter()
         table, reasons = _judge(table, self.config)
         upstream = np.ones(table.num_rows, dtype=bool)
         verdicts = combine(upstream, [None] * table.num_rows, reasons)
         write_table_atomic(
             _manifest(table, verdicts, self.config), ctx.layout.manifest(NAME, shard)
         )
-        return count(NAME, shard, upstream, verdicts)
+        seconds = {"gather": t1 - t0, "judge": time.perf_counter() - t1}
+        return count(NAME, shard, upstream, verdicts, seconds, self._counters(ctx, shard))
 
-    @staticmethod
-    def _part_path(ctx: RunContext, index: int) -> Path:
-        return ctx.layout.stage_global(NAME) / "parts" / f"{index:05d}.parquet"
+    def _counters(self, ctx: RunContext, shard: int) -> dict[str, float]:
+        """The run's excluded_by_include, on shard 0 only: reports merge by addition."""
+        if not self.config.include or shard != 0:
+            return {}
+        summary = read_summary(ctx.layout.stage_global(NAME) / "ingest.json")
+        return {"excluded_by_include": summary.excluded_by_include if summary else 0}
+
+    def _compile_include(self, ctx: RunContext, client: Client) -> tuple[str | None, int]:
+        """The compiled include directory and its number of ids (one Dask task, once)."""
+        if not self.config.include:
+            return None, 0
+        paths = [str(p) for p in self.config.include]
+        identity = [(p, path_identity(Path(p))) for p in paths]
+        out = ctx.layout.stage_global(NAME) / f"include-{digest(identity)}"
+        future = client.submit(compile_include, paths, str(out), pure=False)
+        return str(out), int(future.result())
+
+    def _ingest_spec(
+        self,
+        ctx: RunContext,
+        files: list[InputFile],
+        tasks: list[ReadTask],
+        n_shards: int,
+        entering: int,
+        include_dir: str | None,
+    ) -> IngestSpec:
+        cfg = self.config
+        material = {
+            "format": _INGEST_FORMAT,
+            "inputs": [(f.path, f.n_rows, list(f.row_groups)) for f in files],
+            "column_map": cfg.column_map,
+            "keep_columns": cfg.keep_columns,
+            "include": Path(include_dir).name if include_dir else None,
+            "n_shards": n_shards,
+        }
+        per_bucket = shards_per_bucket(n_shards, entering, cfg.ingest_bucket_rows)
+        layout = digest({"tasks": [(t.path, t.row_groups) for t in tasks], "per": per_bucket})
+        return IngestSpec(
+            root=ctx.layout.stage_global(NAME) / f"ingest-{digest(material)}",
+            layout=layout,
+            n_shards=n_shards,
+            shards_per_bucket=per_bucket,
+            column_map=dict(cfg.column_map),
+            keep_columns=tuple(cfg.keep_columns),
+            include_dir=include_dir,
+            batch_rows=cfg.ingest_batch_rows,
+        )
 
 
 def _check_same_plan(ctx: RunContext, plan: ShardPlan) -> None:
+    """Inputs, shard_size and n_shards fix what a shard is: they may not change in a run dir.
+    What only changes the rows (column_map, keep_columns, include lists with the same number
+    of shards) gets a new ingest key instead."""
     try:
         old = read_plan(ctx.layout)
     except FileNotFoundError:
         return
-    if old != plan:
+    if replace(old, ingest=plan.ingest) != plan:
         raise InputError(
-            f"{ctx.run_dir} was planned with other inputs or shard_size: "
+            f"{ctx.run_dir} was planned with other inputs, shard_size or include lists: "
             "use a new run_dir (or delete the old one) to change them"
         )
-
-
-_Located = tuple[str | None, str | None, str | None, str | None, int]
-
-
-def _locate(raw: object, path: str, row: int, n_shards: int) -> _Located:
-    """(url, host, url sha1, problem reason, shard) of one input row."""
-    try:
-        norm = normalize_url(raw)
-    except UrlProblem as problem:
-        shard = int(derived_sample_id(path, row), 16) % n_shards
-        return None, None, None, S.reason(NAME, problem.why), shard
-    digest = url_hash(norm.url)
-    return norm.url, norm.host, digest, None, int(digest[:15], 16) % n_shards
-
-
-def _normalize_part(path: str, out: Path, n_shards: int, config: CandidatesConfig) -> str:
-    """Read one input file, normalize its URLs and tag every row with its shard."""
-    table = read_input(path, config.column_map, config.keep_columns)
-    located = [
-        _locate(raw, path, row, n_shards)
-        for row, raw in enumerate(table[S.URL_ORIGINAL].to_pylist())
-    ]
-    urls, hosts, hashes, problems, shards = (
-        (list(c) for c in zip(*located, strict=True)) if located else ([], [], [], [], [])
-    )
-    extra = {
-        S.URL: pa.array(urls, pa.string()),
-        S.URL_HOST: pa.array(hosts, pa.string()),
-        S.URL_SHA1: pa.array(hashes, pa.string()),
-        S.REJECT_REASON: pa.array(problems, pa.string()),
-        S.SHARD: pa.array(shards, pa.int32()),
-        S.SOURCE_FILE: pa.array([path] * table.num_rows, pa.string()),
-        S.SOURCE_ROW: pa.array(np.arange(table.num_rows), pa.int64()),
-    }
-    for name, array in extra.items():
-        table = table.append_column(name, array)
-    # Sorted by shard with small row groups, so each shard task reads only its own rows.
-    table = table.sort_by([(S.SHARD, "ascending"), (S.SOURCE_ROW, "ascending")])
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=2048, compression="zstd")
-    tmp.replace(out)
-    return str(out)
-
-
-def _gather_shard(parts: list[Path], shard: int) -> pa.Table:
-    """The shard's rows from every part, in input order (file, then row)."""
-    tables = [pq.read_table(p, filters=[(S.SHARD, "=", shard)]) for p in parts]
-    return pa.concat_tables(tables, promote_options="default")
 
 
 def _judge(table: pa.Table, config: CandidatesConfig) -> tuple[pa.Table, list[str | None]]:
@@ -227,7 +277,7 @@ def _mark_unsafe(table: pa.Table, reasons: list[str | None], config: CandidatesC
     if config.allow_private_hosts:
         return
     hosts = table[S.URL_HOST].to_pylist()
-    safety = HostSafety(config.resolve_hosts, config.dns_timeout_s)
+    safety = host_safety(config.resolve_hosts, config.dns_timeout_s)
     verdict = safety.check_many({h for h, r in zip(hosts, reasons, strict=True) if r is None and h})
     for i, host in enumerate(hosts):
         if reasons[i] is None and host and not verdict[host]:

@@ -10,7 +10,7 @@ Anything else is mapped with the config's ``column_map`` (our column -> input co
 from __future__ import annotations
 
 import glob
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import fsspec
@@ -40,12 +40,19 @@ class InputError(ValueError):
     """The input files cannot be read as LAION metadata; the message says what to fix."""
 
 
+# Read-ahead of the parquet reader, per column: with ``pre_buffer`` off, a row group is read
+# in pieces of this size instead of whole, so memory stays bounded by the batch even when an
+# input file is one huge row group.
+_READ_BUFFER_BYTES = 1 << 20
+
+
 @dataclass(frozen=True)
 class InputFile:
-    """One input parquet file: its fsspec path and row count."""
+    """One input parquet file: its fsspec path, row count and the row count of each row group."""
 
     path: str
     n_rows: int
+    row_groups: tuple[int, ...] = ()
 
 
 def list_inputs(patterns: Sequence[str]) -> list[InputFile]:
@@ -62,15 +69,18 @@ def list_inputs(patterns: Sequence[str]) -> list[InputFile]:
         local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
         for match in matches:
             url = match if local else fs.unstrip_protocol(match)
-            files.append(InputFile(url, _count_rows(url)))
+            files.append(_describe(url))
     return sorted(set(files), key=lambda f: f.path)
 
 
-def _count_rows(path: str) -> int:
+def _describe(path: str) -> InputFile:
+    """Row counts of one file, read from its footer only."""
     fs, local = fsspec.core.url_to_fs(path)
     try:
         with fs.open(local, "rb") as handle:
-            return int(pq.ParquetFile(handle).metadata.num_rows)
+            meta = pq.ParquetFile(handle).metadata
+            groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
+            return InputFile(path, int(meta.num_rows), groups)
     except (OSError, pa.ArrowInvalid) as err:
         raise InputError(
             f"candidates.input: {path} is not a readable parquet file ({err})"
@@ -103,23 +113,51 @@ def resolve_columns(
     return resolved
 
 
-def read_input(path: str, column_map: Mapping[str, str], keep_columns: Sequence[str]) -> pa.Table:
-    """Read one file into our metadata columns (typed) plus the user's ``keep_columns``."""
+def iter_input(
+    path: str,
+    column_map: Mapping[str, str],
+    keep_columns: Sequence[str],
+    row_groups: Sequence[int],
+    batch_rows: int,
+) -> Iterator[pa.Table]:
+    """Stream row groups ``row_groups`` of one file as tables of at most ``batch_rows`` rows,
+    in our metadata columns (typed) plus the user's ``keep_columns``.
+
+    The first table is always the empty one (the schema), so a caller can learn the output
+    schema of a range that holds no rows.
+    """
     fs, local = fsspec.core.url_to_fs(path)
     with fs.open(local, "rb") as handle:
-        pfile = pq.ParquetFile(handle)
+        pfile = pq.ParquetFile(handle, pre_buffer=False, buffer_size=_READ_BUFFER_BYTES)
         names = pfile.schema_arrow.names
         resolved = resolve_columns(names, column_map, keep_columns)
         wanted = sorted(set(resolved.values()) | set(keep_columns))
-        table = pfile.read(columns=wanted)
+        yield _our_columns(pfile.schema_arrow.empty_table().select(wanted), resolved, keep_columns)
+        if not row_groups:
+            return
+        batches = pfile.iter_batches(batch_rows, row_groups=list(row_groups), columns=wanted)
+        for batch in batches:
+            yield _our_columns(pa.table(batch), resolved, keep_columns)
+
+
+def _our_columns(
+    table: pa.Table, resolved: Mapping[str, str], keep_columns: Sequence[str]
+) -> pa.Table:
     arrays = {ours: _typed(table[src], S.COLUMNS[ours].dtype) for ours, src in resolved.items()}
     n = table.num_rows
     columns = {
         ours: arrays.get(ours, pa.nulls(n, S.COLUMNS[ours].dtype)) for ours in METADATA_COLUMNS
     }
     for extra in keep_columns:
-        columns[extra] = table[extra].combine_chunks()
+        columns[extra] = _plain(table[extra].combine_chunks())
     return pa.table(columns)
+
+
+def _plain(array: pa.Array) -> pa.Array:
+    """Dictionary-encoded input columns decoded, so every batch of a file has one schema."""
+    if pa.types.is_dictionary(array.type):
+        return array.dictionary_decode()
+    return array
 
 
 def _typed(column: pa.ChunkedArray, dtype: pa.DataType) -> pa.Array:

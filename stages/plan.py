@@ -14,11 +14,16 @@ PLANNING_STAGE = "candidates"
 
 @dataclass(frozen=True)
 class ShardPlan:
-    """Input files, their row counts and how many shards the rows are bucketed into."""
+    """Input files, their row counts and how many shards the rows are bucketed into.
+
+    ``ingest`` is the key of the candidates stage's rows files (``RUN/candidates/_global/
+    ingest-<key>/``): it changes with what the rows depend on, never with the shards.
+    """
 
     inputs: tuple[tuple[str, int], ...]
     shard_size: int
     n_shards: int
+    ingest: str = ""
 
     @property
     def n_rows(self) -> int:
@@ -46,5 +51,8 @@ def read_plan(layout: RunLayout) -> ShardPlan:
     data = json.loads(path.read_text(encoding="utf-8"))
     inputs = tuple((str(p), int(n)) for p, n in data["inputs"])
     return ShardPlan(
-        inputs=inputs, shard_size=int(data["shard_size"]), n_shards=int(data["n_shards"])
+        inputs=inputs,
+        shard_size=int(data["shard_size"]),
+        n_shards=int(data["n_shards"]),
+        ingest=str(data.get("ingest", "")),
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import ipaddress
+import re
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,6 +17,12 @@ _SAFE_PATH = "/:@!$&'()*+,;=-._~%"
 _SAFE_QUERY = _SAFE_PATH + "?"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 ALLOWED_SCHEMES = frozenset(_DEFAULT_PORTS)
+# A URL already in canonical form, as most of LAION is: lower-case http(s), a plain host (no
+# port, no userinfo), a path and a query of only characters quote() leaves as they are, no
+# fragment. For these, normalize_url's general path returns the same string, so it is skipped
+# (it dominates ingest time); tests/stages/test_ingest.py checks that both paths agree.
+_CHARS = r"A-Za-z0-9/:@!$&'()*+,;=\-._~%"
+_CANONICAL = re.compile(rf"(https?)://([A-Za-z0-9.\-]+)(/[{_CHARS}]*)?(?:\?([{_CHARS}?]+))?")
 
 
 class UrlProblem(ValueError):
@@ -41,6 +49,17 @@ def normalize_url(raw: object) -> NormalizedUrl:
     if raw is None or not isinstance(raw, str) or not raw.strip():
         raise UrlProblem("missing_url", "no URL")
     text = raw.strip()
+    canonical = _CANONICAL.fullmatch(text)
+    if canonical is not None:
+        scheme, raw_host, path, query = canonical.groups()
+        host = _normalize_host(raw_host)
+        url = f"{scheme}://{host}{path or '/'}" + (f"?{query}" if query else "")
+        return NormalizedUrl(url, host)
+    return _normalize_general(text)
+
+
+def _normalize_general(text: str) -> NormalizedUrl:
+    """``normalize_url`` for any stripped, non-empty text."""
     try:
         parts = urlsplit(text)
         port = parts.port
@@ -62,7 +81,9 @@ def normalize_url(raw: object) -> NormalizedUrl:
     return NormalizedUrl(urlunsplit((scheme, netloc, path, query, "")), host)
 
 
+@functools.lru_cache(maxsize=65_536)
 def _normalize_host(host: str) -> str:
+    # Cached: LAION repeats hosts heavily and IDNA encoding is a large part of ingest time.
     host = host.strip().rstrip(".").lower()
     if not host:
         raise UrlProblem("invalid_url", "no host")
@@ -159,3 +180,10 @@ class HostSafety:
         finally:
             socket.setdefaulttimeout(previous)
         return sorted({str(info[4][0]) for info in infos})
+
+
+@functools.cache
+def host_safety(resolve: bool, timeout_s: float) -> HostSafety:
+    """The process-wide ``HostSafety`` for these settings: a worker resolves each host once
+    per run, not once per shard."""
+    return HostSafety(resolve, timeout_s)

@@ -2,41 +2,17 @@
 
 from __future__ import annotations
 
-import glob
 import hashlib
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from manifests import schema as S
-from pipeline.config import validate_config
-from pipeline.runner import run_pipeline
 from stages.urls import sample_id_for
 from tests.conftest import LAION_10K, write_parquet
-
-
-def run_candidates(tmp: Path, address: str, **section: Any) -> pa.Table:
-    """Run only the candidates stage; all its manifests concatenated in (shard, row) order."""
-    config = validate_config(
-        {
-            "run_dir": str(tmp / "run"),
-            "stages": ["candidates"],
-            "cluster": {"address": address},
-            "runner": {"progress": False},
-            "candidates": section,
-        }
-    )
-    run_pipeline(config)
-    files = sorted(glob.glob(str(tmp / "run" / "candidates" / "[0-9]*.parquet")))
-    return pa.concat_tables(pq.read_table(f) for f in files)
-
-
-def by_url(table: pa.Table) -> dict[str, dict[str, Any]]:
-    return {row[S.URL_ORIGINAL]: row for row in table.to_pylist()}
+from tests.stages.candidates_helpers import by_url, run_candidates
 
 
 def test_laion_5b_layout_prefilters_each_rule(tmp_path: Path, dask_address: str) -> None:
