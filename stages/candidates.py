@@ -54,6 +54,9 @@ if TYPE_CHECKING:
     from distributed import Client
 
 NAME = "candidates"
+# The report counter of input rows an include list left out (an input selection: they have
+# no manifest rows, so they appear in no funnel count).
+EXCLUDED_BY_INCLUDE = "excluded_by_include"
 # Bumped when the rows files change form, so old intermediate files are not reused.
 _INGEST_FORMAT = 1
 _INCLUDE_DOC = (
@@ -195,7 +198,7 @@ class CandidatesStage:
         if not self.config.include or shard != 0:
             return {}
         summary = read_summary(ctx.layout.stage_global(NAME) / "ingest.json")
-        return {"excluded_by_include": summary.excluded_by_include if summary else 0}
+        return {EXCLUDED_BY_INCLUDE: summary.excluded_by_include if summary else 0}
 
     def _compile_include(self, ctx: RunContext, client: Client) -> tuple[str | None, int]:
         """The compiled include directory and its number of ids (one Dask task, once)."""

@@ -20,6 +20,7 @@ from manifests.io import read_stage_reports
 from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from manifests.run_record import RunRecord, producing_record
+from stages.candidates import EXCLUDED_BY_INCLUDE
 from stages.shard_plan import (
     NAME,
     SOURCE_STAGES,
@@ -43,7 +44,10 @@ def funnel(layout: RunLayout) -> list[ShardReport]:
 
 
 def _funnel_md(reports: list[ShardReport]) -> list[str]:
-    lines = ["| stage | in | kept | dropped |", "| --- | ---: | ---: | ---: |"]
+    excluded = sum(int(r.counters.get(EXCLUDED_BY_INCLUDE, 0)) for r in reports)
+    lines = [f"Input rows left out by the include lists (not candidates): {excluded}", ""]
+    lines = lines if excluded else []
+    lines += ["| stage | in | kept | dropped |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {r.stage} | {r.n_in} | {r.n_out} | {r.n_dropped} |" for r in reports]
     lines += ["", "| reject reason | samples |", "| --- | ---: |"]
     for r in reports:

@@ -173,3 +173,24 @@ def test_missing_or_unknown_include_files_fail_validation(tmp_path: Path) -> Non
             )
         assert message in str(err.value)
         assert "\n" not in str(err.value)
+
+
+def test_the_card_counts_rows_left_out_by_include_lists() -> None:
+    from manifests.report import ShardReport
+    from stages.shard_card import _funnel_md
+
+    kept = ShardReport("candidates", (0,), 4, 4, 3, {"candidates:duplicate_url": 1})
+    counted = ShardReport(
+        "candidates",
+        (0,),
+        4,
+        4,
+        3,
+        {"candidates:duplicate_url": 1},
+        {},
+        {"excluded_by_include": 96},
+    )
+    lines = _funnel_md([counted])
+    assert lines[0] == "Input rows left out by the include lists (not candidates): 96"
+    assert lines[2:] == _funnel_md([kept])
+    assert "| candidates | 4 | 3 | 1 |" in lines
