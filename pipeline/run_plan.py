@@ -87,6 +87,17 @@ class RunPlanner:
         self._expected[name] = {s: fp.full for s, fp in expected.items()}
         return StagePlan(name, actions, expected, reasons, self._changes(name, markers))
 
+    def settle(self, name: str) -> None:
+        """Take stage ``name``'s fingerprints from its markers on disk (once its shards have
+        finished): a barrier stage downstream must fingerprint the input it really reads, in
+        which a failed or skipped shard is missing."""
+        self._expected[name] = self._on_disk(name)
+
+    def _on_disk(self, name: str) -> dict[int, str | None]:
+        layout = self.ctx.layout
+        found = {s: read_marker(layout, name, s) for s in layout.done_shards(name)}
+        return {s: m.fingerprint for s, m in found.items() if m is not None}
+
     def _why(self, name: str, marker: DoneMarker | None, action: Action, own: str) -> str:
         record = self.history.find(marker.run_id) if marker is not None else None
         if action is Action.RUN and record is not None and record.fingerprints.get(name) == own:
@@ -111,9 +122,7 @@ class RunPlanner:
         if name in self.selected and name in self.stages:
             self.plan(name)
             return self._expected[name]
-        layout = self.ctx.layout
-        found = {s: read_marker(layout, name, s) for s in layout.done_shards(name)}
-        return {s: m.fingerprint for s, m in found.items() if m is not None}
+        return self._on_disk(name)
 
     def _changes(self, name: str, markers: dict[int, DoneMarker | None]) -> tuple[str, ...]:
         """Config keys of this stage that differ from the record that wrote its markers."""

@@ -196,6 +196,8 @@ def _stage_plan(stage: Stage, planner: RunPlanner, tracker: _Tracker) -> StagePl
     if not stage.barrier:
         return planner.plan(stage.name)
     tracker.wait(tracker.futures.get(stage.upstream or "", {}).values())
+    if stage.upstream is not None:
+        planner.settle(stage.upstream)
     layout = planner.ctx.layout
     try:
         plan: StagePlan | None = planner.plan(stage.name)

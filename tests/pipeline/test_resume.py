@@ -72,6 +72,8 @@ def test_failed_shard_skip_fail_then_resume(
     result = run_pipeline(demo_config(run_dir, demo_input, *joined))
     assert result.ok
     assert layout.done_shards("download") == [0, 1]
+    # Dedup decided without shard 1 before: its input changed, so it decides again, whole.
+    assert result.actions["dedup"] == {"run": [0, 1], "re-decide": []}
     assert not stale.exists()
     assert_same_manifests(reference_run, run_dir)
 
