@@ -37,10 +37,12 @@ class Stage(Protocol):
     A ``barrier`` stage needs every upstream shard done first: the runner then calls
     ``prepare`` on the driver, which may use the cluster for run-wide work (planning the shards,
     global dedup). ``resources`` is the Dask resource annotation of its tasks (e.g. a GPU).
-    When upstream shards were recomputed, the runner deletes this stage's done markers (all of
-    them for a barrier stage) and calls ``reset``. ``run_shard`` must be idempotent: the runner
-    discards the shard's scratch space before each attempt and writes the done marker after it
-    returns.
+    ``config`` is the stage's config section: its fields (by role, see
+    ``manifests.fingerprint``) and the upstream shards' fingerprints decide each shard's
+    fingerprint. A shard whose marker carries another fingerprint is recomputed; a stale
+    barrier stage has all its markers deleted and ``reset`` called first. ``run_shard`` must
+    be idempotent: the runner discards the shard's scratch space before each attempt and
+    writes the done marker after it returns.
     """
 
     name: ClassVar[str]
