@@ -138,7 +138,7 @@ def format_validation_error(
         elif e["type"] == "value_error":  # our validators already name the bad value
             parts.append(f"{key}: {e['msg'].removeprefix('Value error, ')}")
         else:
-            parts.append(f"{key}: {e['msg']} (got {_short(e.get('input'))})")
+            parts.append(f"{key}: {e['msg']} (got {short_repr(e.get('input'))})")
     return f"config error in {source}: " + "; ".join(parts)
 
 
@@ -188,7 +188,8 @@ def _yaml_key(loc: tuple[int | str, ...], data: Mapping[str, Any] | None) -> lis
     return parts
 
 
-def _short(value: object, limit: int = 60) -> str:
+def short_repr(value: object, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters, for one-line messages."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from manifests.fingerprint import ConfigParts, digest, split_config
 from manifests.io import DoneMarker
 from manifests.schema import SCHEMA_VERSION
+from pipeline.config import short_repr
 from stages.base import Stage
 
 
@@ -108,10 +109,5 @@ def changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[
         if isinstance(a, dict) and isinstance(b, dict):
             out += changes(a, b, f"{name}.")
         elif a != b:
-            out.append(f"{name}: {_short(a)} -> {_short(b)}")
+            out.append(f"{name}: {short_repr(a)} -> {short_repr(b)}")
     return out
-
-
-def _short(value: object, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."

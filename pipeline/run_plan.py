@@ -68,9 +68,13 @@ class RunPlanner:
         self.ctx = ctx
         self.history: RunHistory = read_run_history(ctx.layout)
         self._expected: dict[str, dict[int, str | None]] = {}
+        self._materials: dict[str, StageMaterial] = {}
 
     def material(self, name: str) -> StageMaterial:
-        return StageMaterial.of(self.stages[name])
+        """The stage's material, computed once per invocation (it stats every model file)."""
+        if name not in self._materials:
+            self._materials[name] = StageMaterial.of(self.stages[name])
+        return self._materials[name]
 
     def plan(self, name: str) -> StagePlan:
         """The plan of stage ``name``; its shards must be known (the candidates planned)."""
