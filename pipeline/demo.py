@@ -10,6 +10,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -61,6 +62,16 @@ def demo_rows(base: str) -> pa.Table:
     )
 
 
+def allow_photo_server(base: str) -> str:
+    """The override that lets the download stage contact the photo server at ``base``.
+
+    It is on loopback, which the connect-time address policy refuses; only its exact
+    address and port are allowed, so a redirect to any other local port is still refused.
+    """
+    parts = urlsplit(base)
+    return f"download.allow_addresses=['{parts.hostname}:{parts.port}']"
+
+
 @dataclass(frozen=True)
 class DemoResult:
     run_dir: Path
@@ -83,7 +94,12 @@ def run_demo(out: Path, overrides: list[str] | None = None) -> DemoResult:
         pq.write_table(demo_rows(base), input_file)
         config = load_config(
             DEMO_CONFIG,
-            [f"run_dir={out / 'run'}", f"candidates.input=[{input_file}]", *(overrides or [])],
+            [
+                f"run_dir={out / 'run'}",
+                f"candidates.input=[{input_file}]",
+                allow_photo_server(base),
+                *(overrides or []),
+            ],
         )
         result = run_pipeline(config)
     run_dir = RunLayout(config.run_dir).root

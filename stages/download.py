@@ -9,6 +9,7 @@ console output goes to the shard log.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -20,13 +21,14 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL
 from manifests.io import read_manifest, write_table_atomic
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
+from stages.address_policy import DEFAULT_MAX_REDIRECTS, MAX_REDIRECTS_CAP, parse_peer
 from stages.base import RunContext
 from stages.download_errors import NOT_ATTEMPTED, classify
 from stages.shardwise import ShardwiseStage
@@ -71,12 +73,45 @@ class DownloadConfig(BaseModel):
     )
     min_image_size: int = Field(0, ge=0, description="img2dataset min shorter side")
     max_aspect_ratio: float | None = Field(None, ge=1.0)
+    # The connect-time address policy (stages.address_policy). Produce fields (the default
+    # role): they decide which samples download at all.
+    allow_addresses: list[str] = Field(
+        default_factory=list,
+        description="IP:port peers the download may contact although not public, e.g. "
+        "['127.0.0.1:8765'] for a loopback test server or a local mirror ([::1]:8765 for IPv6)",
+    )
+    resolve_overrides: dict[str, str] = Field(
+        default_factory=dict,
+        description="hostname -> IP address used instead of DNS, for tests and air-gapped "
+        "mirrors; the address is still checked against the policy",
+    )
+    max_redirects: int = Field(
+        DEFAULT_MAX_REDIRECTS, ge=0, le=MAX_REDIRECTS_CAP, description="redirect hops per URL"
+    )
+
+    @field_validator("allow_addresses")
+    @classmethod
+    def _peers_parse(cls, value: list[str]) -> list[str]:
+        for peer in value:
+            parse_peer(peer)  # its ValueError names the entry
+        return value
+
+    @field_validator("resolve_overrides")
+    @classmethod
+    def _overrides_are_addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for host, address in value.items():
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{host}: {address!r} is not an IP address") from None
+        return value
 
     def build(self) -> DownloadStage:
         return DownloadStage(self)
 
     def settings(self) -> dict[str, dict[str, Any]]:
-        """Arguments of img2dataset's ``Resizer`` and ``Downloader`` (see img2dataset_shard)."""
+        """Arguments of img2dataset's ``Resizer`` and ``Downloader``, and the address policy
+        (``AddressPolicy.from_settings``), as JSON for the subprocess (see img2dataset_shard)."""
         resizer = {
             "image_size": self.image_size,
             "resize_mode": self.resize_mode,
@@ -95,7 +130,12 @@ class DownloadConfig(BaseModel):
             # img2dataset treats an empty list as "ignore the header" only as None.
             "disallowed_header_directives": self.disallowed_header_directives or None,
         }
-        return {"resizer": resizer, "downloader": downloader}
+        address_policy = {
+            "allow_addresses": list(self.allow_addresses),
+            "resolve_overrides": dict(self.resolve_overrides),
+            "max_redirects": self.max_redirects,
+        }
+        return {"resizer": resizer, "downloader": downloader, "address_policy": address_policy}
 
 
 class DownloadStage(ShardwiseStage):

@@ -10,13 +10,31 @@ from __future__ import annotations
 import re
 
 from manifests import schema as S
+from stages.address_policy import REDIRECT_LIMIT, UNSAFE_ADDRESS, UNSAFE_REDIRECT
 
 NAME = "download"
 NOT_ATTEMPTED = "not_attempted"
 SUCCESS = "success"
 
-# (pattern on the error text, reason suffix), first match wins.
+# Error texts of stages.browser_image.BrowserImageResizer, each its own reason below.
+# DECODE_ERROR is img2dataset's own text for an image OpenCV cannot decode.
+DECODE_ERROR = "Image decoding error"
+UNSUPPORTED_MODE_ERROR = "unsupported image mode"
+TOO_LARGE_ERROR = "image area too large for the decompression-bomb limit"
+
+
+def _policy_refusal(marker: str) -> re.Pattern[str]:
+    # Anchored: the address policy's own texts start with the marker (urllib wraps a refused
+    # connect in "<urlopen error ...>"); a server's reason phrase can only follow "HTTP Error".
+    return re.compile(rf"^(?:<urlopen error )?{re.escape(marker)}:")
+
+
+# (pattern on the error text, reason suffix), first match wins: the address policy's refusals
+# come first, before the generic "redirect" and "Errno" classes.
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (_policy_refusal(UNSAFE_ADDRESS), "unsafe_address"),
+    (_policy_refusal(REDIRECT_LIMIT), "redirect_limit"),
+    (_policy_refusal(UNSAFE_REDIRECT), "unsafe_redirect"),
     (re.compile(r"HTTP Error (\d{3})"), "http_{0}"),
     (re.compile(r"X-Robots-Tag", re.I), "x_robots_tag"),
     (re.compile(r"timed? ?out", re.I), "timeout"),
@@ -51,6 +69,13 @@ def _download_reason(error: str) -> str:
 
 
 def _resize_reason(error: str) -> str:
+    # Our resizer's texts first: the decoder's message they carry must not match a rule below.
+    if error.startswith(DECODE_ERROR):
+        return "undecodable"
+    if error.startswith(UNSUPPORTED_MODE_ERROR):
+        return "unsupported_mode"
+    if error.startswith(TOO_LARGE_ERROR):
+        return "too_large"
     lowered = error.lower()
     if "too small" in lowered or "min_image_size" in lowered:
         return "too_small"

@@ -8,6 +8,7 @@ processes each re-import img2dataset (seconds per shard). Here the same ``Downlo
 X-Robots-Tag check, resize, sha256, webdataset writer) runs in this one process, on the
 ``Reader``'s input format: an Arrow IPC file with the shard's rows. Outputs are img2dataset's:
 ``OUT_DIR/00000.tar``, ``00000.parquet`` (per-sample status) and ``00000_stats.json``.
+Its urllib obeys the connect-time address policy of ``SETTINGS_JSON["address_policy"]``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from stages.address_policy import AddressPolicy, install
+
 # The column order img2dataset's Reader produces: additional columns, caption, url.
 COLUMN_LIST = ["sample_id", "caption", "url"]
 # log10 of the largest shard count: img2dataset's default (keys are 5 + digits(samples)).
@@ -32,15 +35,16 @@ OOM_SHARD_COUNT = 5
 def download_shard(settings: dict[str, Any], urls: Path, out_dir: Path) -> None:
     """Download every row of ``urls`` (columns: COLUMN_LIST) into ``out_dir``."""
     from img2dataset.downloader import Downloader
-    from img2dataset.resizer import Resizer
     from img2dataset.writer import WebDatasetSampleWriter
+
+    from stages.browser_image import BrowserImageResizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
     table = pq.read_table(urls).select(COLUMN_LIST)
     arrow_file = out_dir.parent / "shard.arrow"
     with pa.OSFile(str(arrow_file), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    resizer = Resizer(**settings["resizer"])
+    resizer = BrowserImageResizer(**settings["resizer"])
     downloader = Downloader(
         sample_writer_class=WebDatasetSampleWriter,
         resizer=resizer,
@@ -55,6 +59,9 @@ def download_shard(settings: dict[str, Any], urls: Path, out_dir: Path) -> None:
         blurring_bbox_col=None,
         **settings["downloader"],
     )
+    # img2dataset fetches with urllib.request.urlopen: from here on every connection and
+    # redirect it makes is checked against the address policy (stages.address_policy).
+    install(AddressPolicy.from_settings(settings["address_policy"]))
     ok, _ = downloader((0, str(arrow_file)))
     if not ok:
         raise RuntimeError("img2dataset's Downloader failed on the shard (see the log above)")

@@ -17,11 +17,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.config import RunConfigBase, load_config
-from pipeline.demo import DEMO_CONFIG, demo_rows
+from pipeline.demo import DEMO_CONFIG, allow_photo_server, demo_rows
 from pipeline.demo_server import serve_photos
 from pipeline.runner import run_pipeline
 
 LAION_10K = Path(__file__).resolve().parents[2] / "shared" / "data" / "laion_urls_10k.parquet"
+# Demo input file -> base URL of the photo server its URLs point at (filled by demo_input).
+_PHOTO_SERVER_OF: dict[Path, str] = {}
 
 
 @pytest.fixture(scope="session")
@@ -51,17 +53,21 @@ def demo_input(photo_base: str, tmp_path_factory: pytest.TempPathFactory) -> Pat
     """The demo's candidate parquet, pointing at this session's photo server."""
     path = tmp_path_factory.mktemp("demo-input") / "demo_candidates.parquet"
     pq.write_table(demo_rows(photo_base), path)
+    _PHOTO_SERVER_OF[path] = photo_base
     return path
 
 
 def demo_config(run_dir: Path, input_file: Path, *overrides: str) -> RunConfigBase:
-    """configs/demo.yaml with this run's directory and input."""
+    """configs/demo.yaml with this run's directory and input; the download may contact the
+    photo server of ``demo_input`` (its exact address and port), as ``laionface demo`` does."""
+    server = _PHOTO_SERVER_OF.get(input_file)
     return load_config(
         DEMO_CONFIG,
         [
             f"run_dir={run_dir}",
             f"candidates.input=[{input_file}]",
             "runner.progress=false",
+            *([allow_photo_server(server)] if server else []),
             *overrides,
         ],
     )
