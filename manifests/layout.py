@@ -9,6 +9,9 @@ RUN/<stage>/_tmp/<shard:05d>/         scratch space of a shard in flight (discar
 RUN/<stage>/_global/                  run-wide state of a stage that needs it (e.g. dedup)
 RUN/download/<shard:05d>.tar          downloaded bytes, members keyed by dl_key
 RUN/shards/                           the published WebDataset corpus
+RUN/audit.html                        the audit report (thumbnails inline), audit.json beside it
+RUN/takedowns/register.json           sample_ids removed by takedown requests (never undone)
+RUN/takedowns/<stamp>.json            one record per takedown: every place each sample left
 ```
 """
 
@@ -49,6 +52,24 @@ class RunLayout:
     def shard_file(self, stage: str, shard: int, suffix: str) -> Path:
         """A per-shard side file of a stage, e.g. ``download/00003.tar``."""
         return self.stage_dir(stage) / f"{shard:05d}{suffix}"
+
+    @property
+    def audit_report(self) -> Path:
+        """Where ``laionface report`` writes the HTML audit report by default."""
+        return self.root / "audit.html"
+
+    @property
+    def takedown_dir(self) -> Path:
+        """Run-wide takedown state: beside the stages, since candidates and shard both read it."""
+        return self.root / "takedowns"
+
+    @property
+    def takedown_register(self) -> Path:
+        return self.takedown_dir / "register.json"
+
+    def takedown_record(self, stamp: str) -> Path:
+        """The record of one takedown, named by its UTC time stamp."""
+        return self.takedown_dir / f"{stamp}.json"
 
     def done_shards(self, stage: str) -> list[int]:
         """Shards of ``stage`` whose done marker exists, sorted."""

@@ -31,6 +31,11 @@ def cmd_takedown(args: argparse.Namespace) -> int:
     print(f"  rebuilt: {', '.join(result.rebuilt) or '-'}")
     print(f"  deleted (emptied): {', '.join(result.deleted) or '-'}")
     print(f"  untouched: {result.untouched} tar(s)")
+    for sample_id, places in result.places.items():
+        print(f"  {sample_id}: removed from {', '.join(places) or 'nothing (held nowhere)'}")
+    if result.scratch:
+        print(f"  scratch discarded: {', '.join(result.scratch)}")
+    print(f"  record: {result.record}")
     return 0
 
 
@@ -40,7 +45,9 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument("run_dir", type=Path)
     p.add_argument("--out", type=Path, default=None, help="HTML file (default RUN/audit.html)")
     p.set_defaults(func=cmd_report)
-    p = subparsers.add_parser("takedown", help="remove listed samples from the published shards")
+    p = subparsers.add_parser(
+        "takedown", help="remove listed samples from the published shards and every cache"
+    )
     p.add_argument("run_dir", type=Path)
     p.add_argument(
         "--list", type=Path, required=True, help="file of URLs, sample_ids or URL hashes"

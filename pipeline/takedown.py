@@ -1,17 +1,29 @@
-"""``laionface takedown``: remove listed samples from a published run.
+"""``laionface takedown``: remove listed samples from a published run, and from every cache of
+their bytes in the run directory.
 
 The listed samples (by URL, sample_id or URL hash; ``stages.takedown_list``) join the run's
-takedown register. Only the output tars that held one of them are rewritten (with the same
-deterministic writer, so a rebuilt tar is exactly what publishing without those samples would
-have written there); a tar left empty is deleted. Then the shard stage's manifests and done
-markers, the wids index, the checksums and the card are rewritten. Every other tar keeps its
-bytes. The download cache (``RUN/download``) is not touched.
+takedown register, which the candidates stage applies on every rerun, so no rerun downloads or
+publishes them again. Then, in an order that a takedown run again after a crash completes:
+
+1. the published tars that held one are rewritten (with the same deterministic writer, so a
+   rebuilt tar is exactly what publishing without those samples would have written there); a
+   tar left empty is deleted; every other tar keeps its bytes;
+2. per input shard: the shard stage's part file, the download tar (``stages.takedown_purge``),
+   then the manifests and done-marker reports of candidates .. caption
+   (``stages.takedown_retract``: as if the run had been made with the register);
+3. the wids index, the checksums, the card, the shard stage's manifests and markers;
+4. scratch space of the shards concerned, and the audit report if it shows a thumbnail.
+
+Each place a sample was removed from is in ``TakedownResult.places`` and in the takedown's
+record, ``RUN/takedowns/<stamp>.json``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,10 +31,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import schema as S
-from manifests.io import read_manifest, read_marker, write_done, write_table_atomic
+from manifests.io import (
+    read_manifest,
+    read_marker,
+    write_done,
+    write_table_atomic,
+    write_text_atomic,
+)
 from manifests.layout import RunLayout
+from manifests.report import ShardReport
 from manifests.run_record import producing_record
 from pipeline.status import RunDirError
+from pipeline.takedown_audit import purge_audit_report
 from stages.shard import ShardConfig
 from stages.shard_plan import (
     NAME,
@@ -35,6 +55,15 @@ from stages.shard_plan import (
 from stages.shard_publish import finalize, published_path, read_published
 from stages.shard_writer import OutShard, index_name, publish_dir, write_output_tar
 from stages.takedown_list import is_listed, load_takedown
+from stages.takedown_purge import (
+    Places,
+    add_places,
+    discard_scratch,
+    place,
+    purge_download_shard,
+    purge_part,
+)
+from stages.takedown_retract import retract_shard
 
 
 @dataclass(frozen=True)
@@ -46,15 +75,37 @@ class TakedownResult:
     rebuilt: tuple[str, ...]  # tars rewritten without them
     deleted: tuple[str, ...]  # tars that held only listed samples
     untouched: int  # tars left byte-identical
+    # Per listed sample_id, every place (path under RUN) its bytes or content left: published
+    # tars and indexes, the download tar, the part file, the filter and caption manifests, the
+    # audit report. Empty for a sample held nowhere (e.g. never downloaded, or taken down before).
+    places: Mapping[str, tuple[str, ...]]
+    scratch: tuple[str, ...]  # scratch dirs and stale temp files discarded whole
+    record: Path  # the record of this takedown, RUN/takedowns/<stamp>.json
 
 
-def _listed_ids(layout: RunLayout, entries: frozenset[str]) -> set[str]:
-    found: set[str] = set()
-    for shard in layout.done_shards(NAME):
+@dataclass(frozen=True)
+class _Unpublished:
+    """Step 1's outcome: the published tars after it, and what it did."""
+
+    shards: list[OutShard]
+    removed: dict[str, str]  # sample_id -> the tar it left
+    rebuilt: tuple[str, ...]
+    deleted: tuple[str, ...]
+    untouched: int
+
+
+def _listed_ids(layout: RunLayout, entries: frozenset[str]) -> dict[int, frozenset[str]]:
+    """The listed sample_ids per input shard: of every planned shard, published or not."""
+    found: dict[int, frozenset[str]] = {}
+    for shard in layout.done_shards("candidates"):
         cand = read_manifest(layout, "candidates", shard, [S.SAMPLE_ID, S.URL, S.URL_ORIGINAL])
-        for row in cand.to_pylist():
-            if is_listed(entries, row[S.SAMPLE_ID], row[S.URL] or "", row[S.URL_ORIGINAL]):
-                found.add(row[S.SAMPLE_ID])
+        ids = frozenset(
+            row[S.SAMPLE_ID]
+            for row in cand.to_pylist()
+            if is_listed(entries, row[S.SAMPLE_ID], row[S.URL] or "", row[S.URL_ORIGINAL])
+        )
+        if ids:
+            found[shard] = ids
     return found
 
 
@@ -93,40 +144,112 @@ def _rebuild(layout: RunLayout, assignment: pa.Table, tars: set[str]) -> dict[st
 
 
 def _rewrite_manifests(layout: RunLayout, assignment: pa.Table, removed: frozenset[str]) -> None:
+    """The shard stage's manifests and reports; a retraction upstream may change the report
+    of a manifest that stays the same (a sample that now arrives rejected)."""
     for shard in layout.done_shards(NAME):
         table, report = shard_manifest(layout, shard, assignment, removed)
+        marker = read_marker(layout, NAME, shard)
         if not table.equals(pq.read_table(layout.manifest(NAME, shard))):
             write_table_atomic(table, layout.manifest(NAME, shard))
-            write_done(layout, report, read_marker(layout, NAME, shard))
+        elif marker is not None and _counts(marker.report) == _counts(report):
+            continue
+        write_done(layout, report, marker)
+
+
+def _counts(report: ShardReport) -> tuple[int, int, int, dict[str, int]]:
+    return report.n_rows, report.n_in, report.n_out, report.dropped
+
+
+def _unpublish(layout: RunLayout, published: list[OutShard], listed: set[str]) -> _Unpublished:
+    """Step 1: the published tars without the listed samples (module docstring)."""
+    assignment = read_assignment(layout)
+    hit = assignment.filter(
+        pc.is_in(assignment[S.SAMPLE_ID], value_set=pa.array(sorted(listed), pa.string()))
+    )
+    removed = dict(zip(hit[S.SAMPLE_ID].to_pylist(), hit[S.OUT_TAR].to_pylist(), strict=True))
+    tars = set(removed.values())
+    assignment = _renumber(assignment, listed, tars)
+    write_table_atomic(assignment, assignment_path(layout))
+    rebuilt = _rebuild(layout, assignment, tars)
+    shards = [rebuilt.get(s.name, s) for s in published if s.name not in tars or s.name in rebuilt]
+    return _Unpublished(
+        shards=shards,
+        removed=removed,
+        rebuilt=tuple(sorted(rebuilt)),
+        deleted=tuple(sorted(tars - set(rebuilt))),
+        untouched=len(published) - len(tars),
+    )
+
+
+def _published_places(layout: RunLayout, removed: dict[str, str]) -> Places:
+    out = publish_dir(layout)
+    return {
+        sid: {place(layout, out / tar), place(layout, out / index_name(tar))}
+        for sid, tar in removed.items()
+    }
+
+
+def _purge_shards(layout: RunLayout, by_shard: dict[int, frozenset[str]]) -> Places:
+    """Step 2 for every input shard holding a listed sample (module docstring)."""
+    places: Places = {}
+    for shard, ids in sorted(by_shard.items()):
+        add_places(places, purge_part(layout, shard, ids))
+        add_places(places, purge_download_shard(layout, shard, ids))
+        add_places(places, retract_shard(layout, shard, ids))
+    return places
 
 
 def apply_takedown(run_dir: Path, list_file: Path) -> TakedownResult:
-    """Remove every sample named in ``list_file`` from the published corpus of ``run_dir``."""
+    """Remove every sample named in ``list_file`` from ``run_dir``: its published corpus and
+    every cache of their bytes (see the module docstring)."""
     layout = RunLayout(Path(run_dir))
     published = read_published(layout)
     if published is None:
         raise RunDirError(f"{run_dir}: nothing published yet ({published_path(layout)} missing)")
     # Read the list afresh: load_takedown caches per path for workers, a CLI call must not.
     entries = load_takedown.__wrapped__(Path(list_file))
-    listed = _listed_ids(layout, entries)
+    by_shard = _listed_ids(layout, entries)
+    listed = frozenset().union(*by_shard.values())
     register = read_takedown_register(layout) | listed
     write_takedown_register(layout, register)
-    assignment = read_assignment(layout)
-    hit = assignment.filter(
-        pc.is_in(assignment[S.SAMPLE_ID], value_set=pa.array(sorted(listed), pa.string()))
-    )
-    tars = set(hit[S.OUT_TAR].to_pylist())
-    assignment = _renumber(assignment, listed, tars)
-    write_table_atomic(assignment, assignment_path(layout))
-    rebuilt = _rebuild(layout, assignment, tars)
-    shards = [rebuilt.get(s.name, s) for s in published if s.name not in tars or s.name in rebuilt]
+    unpublished = _unpublish(layout, published, set(listed))
+    places = _published_places(layout, unpublished.removed)
+    add_places(places, _purge_shards(layout, by_shard))
     name = json.loads(published_path(layout).read_text(encoding="utf-8"))["dataset_name"]
-    finalize(layout, shards, name)
-    _rewrite_manifests(layout, assignment, register)
-    return TakedownResult(
+    finalize(layout, unpublished.shards, name)  # after step 2: the card counts its markers
+    _rewrite_manifests(layout, read_assignment(layout), register)
+    scratch = discard_scratch(layout, by_shard)
+    audit = place(layout, layout.audit_report)
+    add_places(places, {sid: {audit} for sid in purge_audit_report(layout, listed)})
+    result = TakedownResult(
         listed=tuple(sorted(listed)),
-        removed=tuple(sorted(hit[S.SAMPLE_ID].to_pylist())),
-        rebuilt=tuple(sorted(rebuilt)),
-        deleted=tuple(sorted(tars - set(rebuilt))),
-        untouched=len(published) - len(tars),
+        removed=tuple(sorted(unpublished.removed)),
+        rebuilt=unpublished.rebuilt,
+        deleted=unpublished.deleted,
+        untouched=unpublished.untouched,
+        places={sid: tuple(sorted(places.get(sid, ()))) for sid in sorted(listed)},
+        scratch=tuple(scratch),
+        record=_record_path(layout),
     )
+    _write_record(result, Path(list_file))
+    return result
+
+
+def _record_path(layout: RunLayout) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S.%fZ")
+    return layout.takedown_record(stamp)
+
+
+def _write_record(result: TakedownResult, list_file: Path) -> None:
+    """The takedown's record: what was asked, and every place each sample was removed from."""
+    body = {
+        "list_file": str(list_file.resolve()),
+        "listed": list(result.listed),
+        "removed_from_published": list(result.removed),
+        "places": {sid: list(where) for sid, where in result.places.items()},
+        "rebuilt": list(result.rebuilt),
+        "deleted": list(result.deleted),
+        "untouched": result.untouched,
+        "scratch": list(result.scratch),
+    }
+    write_text_atomic(json.dumps(body, indent=2, sort_keys=True), result.record)

@@ -47,7 +47,12 @@ from stages.candidates_ingest import (
 from stages.include_list import check_include_path, compile_include
 from stages.laion_input import InputError, InputFile, list_inputs
 from stages.plan import ShardPlan, read_plan, write_plan
-from stages.takedown_list import is_listed, load_takedown
+from stages.takedown_list import (
+    TAKEDOWN_REASON,
+    is_listed,
+    load_takedown,
+    read_takedown_register,
+)
 from stages.urls import derived_sample_id, host_safety
 
 if TYPE_CHECKING:
@@ -184,7 +189,7 @@ class CandidatesStage:
         root = ctx.layout.stage_global(NAME) / f"ingest-{plan.ingest}"
         table = pq.read_table(rows_file(root, shard))
         t1 = time.perf_counter()
-        table, reasons = _judge(table, self.config)
+        table, reasons = _judge(table, self.config, read_takedown_register(ctx.layout))
         upstream = np.ones(table.num_rows, dtype=bool)
         verdicts = combine(upstream, [None] * table.num_rows, reasons)
         write_table_atomic(
@@ -257,8 +262,11 @@ def _check_same_plan(ctx: RunContext, plan: ShardPlan) -> None:
         )
 
 
-def _judge(table: pa.Table, config: CandidatesConfig) -> tuple[pa.Table, list[str | None]]:
-    """Assign sample_ids and the first reason each row fails, in rule order."""
+def _judge(
+    table: pa.Table, config: CandidatesConfig, registered: frozenset[str]
+) -> tuple[pa.Table, list[str | None]]:
+    """Assign sample_ids and the first reason each row fails, in rule order (``registered``:
+    the run's takedown register)."""
     reasons: list[str | None] = table[S.REJECT_REASON].to_pylist()
     urls: list[str | None] = table[S.URL].to_pylist()
     hashes: list[str | None] = table[S.URL_SHA1].to_pylist()
@@ -267,6 +275,7 @@ def _judge(table: pa.Table, config: CandidatesConfig) -> tuple[pa.Table, list[st
     _mark_unsafe(table, reasons, config)
     _mark_takedown(table, reasons, config)
     sample_ids, duplicate_of = _assign_ids(urls, hashes, files, rows, reasons)
+    _mark_registered(sample_ids, reasons, registered)
     rule_failures = first_failing_rule(table, config.prefilter)
     for i, why in enumerate(rule_failures):
         if reasons[i] is None and why is not None:
@@ -297,6 +306,16 @@ def _mark_takedown(table: pa.Table, reasons: list[str | None], config: Candidate
     for i, url in enumerate(urls):
         if reasons[i] is None and url and is_listed(entries, hashes[i][:16], url, originals[i]):
             reasons[i] = S.reason(NAME, "takedown")
+
+
+def _mark_registered(
+    sample_ids: list[str], reasons: list[str | None], registered: frozenset[str]
+) -> None:
+    """Samples ``laionface takedown`` removed stay out of every rerun, whatever the config's
+    list says now, with the reason the takedown gave them: a recompute equals its result."""
+    for i, sample_id in enumerate(sample_ids):
+        if reasons[i] is None and sample_id in registered:
+            reasons[i] = TAKEDOWN_REASON
 
 
 def _assign_ids(

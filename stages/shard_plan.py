@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -20,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import schema as S
-from manifests.io import join_stages, read_manifest, write_table_atomic, write_text_atomic
+from manifests.io import join_stages, read_manifest, write_table_atomic
 from manifests.layout import RunLayout
 from manifests.report import ShardReport
 from manifests.verdicts import combine, count
@@ -33,6 +32,11 @@ from stages.shard_records import (
     tar_member_bytes,
 )
 from stages.shard_writer import PART_COLUMNS, part_path
+
+# Re-exported: the shard stage, its card and the report read the register through this module.
+from stages.takedown_list import TAKEDOWN_REASON as TAKEDOWN_REASON
+from stages.takedown_list import read_takedown_register as read_takedown_register
+from stages.takedown_list import write_takedown_register as write_takedown_register
 
 log = logging.getLogger(__name__)
 
@@ -49,25 +53,11 @@ SHARD_COLUMNS: tuple[str, ...] = (
     S.REJECT_REASON,
 )
 ASSIGNMENT_COLUMNS: tuple[str, ...] = (S.SAMPLE_ID, S.SHARD, S.OUT_TAR, S.OUT_INDEX)
-TAKEDOWN_REASON = S.reason("takedown", "requested")
 MISSING_IMAGE_REASON = S.reason(NAME, "missing_image")
 
 
 def assignment_path(layout: RunLayout) -> Path:
     return layout.stage_global(NAME) / "assignment.parquet"
-
-
-def read_takedown_register(layout: RunLayout) -> frozenset[str]:
-    """Sample ids removed by takedown requests so far (kept across rebuilds)."""
-    path = layout.stage_global(NAME) / "takedown.json"
-    if not path.is_file():
-        return frozenset()
-    return frozenset(json.loads(path.read_text(encoding="utf-8"))["sample_ids"])
-
-
-def write_takedown_register(layout: RunLayout, sample_ids: frozenset[str]) -> None:
-    body = {"sample_ids": sorted(sample_ids)}
-    write_text_atomic(json.dumps(body, indent=2), layout.stage_global(NAME) / "takedown.json")
 
 
 def gather_part(shard: int, layout: RunLayout, settings: ImageSettings) -> int:

@@ -1,12 +1,15 @@
 """The files that describe the published tars: wids index, checksums, published list, card.
 
-``finalize`` rewrites all of them from the list of published tars; the tars themselves are
-never touched here, so a takedown that rebuilt one tar leaves every other tar as it was.
+``finalize`` rewrites all of them from the list of published tars; the listed tars themselves
+are never touched here, so a takedown that rebuilt one tar leaves every other tar as it was.
+Tars of an earlier publication that the list no longer names (a republication cut into fewer
+tars) are deleted with their indexes: the corpus directory holds exactly what is published.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict
 from pathlib import Path
 
@@ -22,6 +25,8 @@ CARD = "README.md"
 # "__kind__", "wids_version" 1, and a "shardlist" of {url, nsamples, filesize, md5sum}.
 _WIDS_KIND = "wids-shard-index-v1"
 _WIDS_VERSION = 1
+# The names stages.shard_plan.tar_name gives published tars.
+_TAR_NAME = re.compile(r"^[0-9]{5,}\.tar$")
 
 
 def published_path(layout: RunLayout) -> Path:
@@ -67,6 +72,15 @@ def finalize(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> No
         json.dumps(wids_index(shards, dataset_name), indent=2) + "\n", out / WIDS_INDEX
     )
     write_text_atomic(checksums(shards), out / CHECKSUMS)
+    _remove_unlisted(out, {s.name for s in shards})
     write_text_atomic(render_card(layout, shards, dataset_name), out / CARD)
     body = {"dataset_name": dataset_name, "shards": [asdict(s) for s in shards]}
     write_text_atomic(json.dumps(body, indent=2), published_path(layout))
+
+
+def _remove_unlisted(out: Path, names: set[str]) -> None:
+    """Delete the published tars (and indexes) of an earlier publication not in ``names``."""
+    for tar in sorted(out.glob("*.tar")):
+        if _TAR_NAME.match(tar.name) and tar.name not in names:
+            tar.unlink()
+            (out / index_name(tar.name)).unlink(missing_ok=True)

@@ -1,12 +1,25 @@
-"""Takedown / opt-out lists: a text file of URLs, sample_ids or URL hashes, one per line."""
+"""Takedown / opt-out lists (a text file of URLs, sample_ids or URL hashes, one per line), and
+the run's takedown register: every sample_id ``laionface takedown`` removed from the run.
+
+The register is run-wide input, not a stage's state: the candidates stage rejects its samples
+(so no rerun downloads them again) and the shard stage marks them ``takedown`` in its manifest.
+"""
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 from pathlib import Path
+from typing import Final
 
+from manifests import schema as S
+from manifests.io import write_text_atomic
+from manifests.layout import RunLayout
 from stages.urls import UrlProblem, normalize_url, url_hash
+
+# The reason of every sample on the register, in every stage it reached: the first reason.
+TAKEDOWN_REASON: Final = S.reason("takedown", "requested")
 
 # Hex lengths accepted as "a hash of the URL": sample_id (16), md5 (32), sha1 (40), sha256 (64).
 _HASH_LENGTHS = (16, 32, 40, 64)
@@ -55,3 +68,23 @@ def is_listed(entries: frozenset[str], sample_id: str, url: str, original: str |
     if sample_id in entries:
         return True
     return not entries.isdisjoint(url_identifiers(url, original))
+
+
+def _legacy_register(layout: RunLayout) -> Path:
+    # Where runs made before the register moved to RUN/takedowns/ kept it.
+    return layout.stage_global("shard") / "takedown.json"
+
+
+def read_takedown_register(layout: RunLayout) -> frozenset[str]:
+    """Sample ids removed by takedown requests so far (never undone, kept across rebuilds)."""
+    found: set[str] = set()
+    for path in (layout.takedown_register, _legacy_register(layout)):
+        if path.is_file():
+            found.update(json.loads(path.read_text(encoding="utf-8"))["sample_ids"])
+    return frozenset(found)
+
+
+def write_takedown_register(layout: RunLayout, sample_ids: frozenset[str]) -> None:
+    """Replace the register with ``sample_ids`` (callers pass the old register plus new ids)."""
+    body = {"sample_ids": sorted(sample_ids)}
+    write_text_atomic(json.dumps(body, indent=2), layout.takedown_register)

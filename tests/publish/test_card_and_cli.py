@@ -52,9 +52,15 @@ def test_takedown_command(
     listing = tmp_path / "list.txt"
     listing.write_text(f"{sid('a1')}\n")
     assert _main(["takedown", str(run_copy), "--list", str(listing)]) == 0
-    assert capsys.readouterr().out.splitlines() == [
+    lines = capsys.readouterr().out.splitlines()
+    (record,) = (run_copy / "takedowns").glob("2*.json")
+    assert lines == [
         "takedown: 1 listed sample(s) in this run, 1 removed from the published shards",
         "  rebuilt: 00001.tar",
         "  deleted (emptied): -",
         "  untouched: 2 tar(s)",
+        f"  {sid('a1')}: removed from caption/00000.parquet, download/00000.tar, "
+        "filter/00000.parquet, shard/_global/parts/00000.parquet, shards/00001.parquet, "
+        "shards/00001.tar",
+        f"  record: {record}",
     ]

@@ -68,7 +68,9 @@ def test_takedown_by_url_hash_and_id(run_copy: Path, tmp_path: Path) -> None:
     )
     assert all(sums[p.name] == _sha(p) for p in out.iterdir() if p.suffix in (".tar", ".parquet"))
     assert "takedown requests honoured: 3 samples" in (out / "README.md").read_text()
-    assert "| `takedown:requested` | 2 |" in (out / "README.md").read_text()
+    # All three were kept by candidates: the takedown rejects them there (first reason).
+    assert "| `takedown:requested` | 3 |" in (out / "README.md").read_text()
+    assert "| candidates | 12 | 8 | 4 |" in (out / "README.md").read_text()
 
 
 def test_takedown_marks_manifests_and_indexes(run_copy: Path, tmp_path: Path) -> None:
@@ -86,11 +88,12 @@ def test_takedown_marks_manifests_and_indexes(run_copy: Path, tmp_path: Path) ->
     index = pq.read_table(run_copy / "shards" / "00002.parquet").to_pylist()
     assert [r[S.SAMPLE_ID] for r in index] == [sid("b1")]
     assert _tar_keys(run_copy / "shards") >= {sid("b1")}
+    # b0 now arrives rejected (the takedown retracted it upstream), so candidates counts it.
     report = read_done(layout, "shard", 1)
-    assert report is not None and report.dropped == {
-        "shard:missing_image": 1,
-        "takedown:requested": 1,
-    }
+    assert report is not None and report.dropped == {"shard:missing_image": 1}
+    assert (report.n_in, report.n_out) == (3, 2)
+    candidates = read_done(layout, "candidates", 1)
+    assert candidates is not None and candidates.dropped == {"takedown:requested": 1}
 
 
 def test_takedown_deletes_an_emptied_tar_and_is_idempotent(run_copy: Path, tmp_path: Path) -> None:
