@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from captioners.base import CaptionContext, RawCaption, check_batch
 from captioners.prompts import DEFAULT_PROMPT_VERSION, Prompt, PromptVersion, get_prompt
+from manifests.device import WorkerDevice
 from manifests.fingerprint import OPERATIONAL
 from manifests.model_paths import checks_model_paths
 
@@ -84,14 +85,6 @@ def size_groups(shapes: Sequence[tuple[int, ...]], batch_size: int) -> list[list
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _resolve_device(device: str) -> str:
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def _resolve_dtype(dtype: str, device: str) -> Any:
     import torch
 
@@ -109,7 +102,7 @@ def _load_captioner(config: HfVlmConfig) -> HfVlmCaptioner:
         import transformers
     except ImportError as err:  # pragma: no cover - transformers is a core dependency
         raise ImportError("hf_vlm needs transformers: pip install 'transformers>=4.45'") from err
-    device = _resolve_device(config.device)
+    device = WorkerDevice.current().torch_device(config.device)
     dtype = _resolve_dtype(config.dtype, device)
     path = str(config.model_path)
     common: dict[str, Any] = {

@@ -20,6 +20,7 @@ from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from filters.clip_model import ClipScorer, load_clip_scorer
 from manifests import schema as S
+from manifests.device import WorkerDevice
 from manifests.fingerprint import DECISION, OPERATIONAL
 from manifests.model_paths import checks_model_paths
 
@@ -51,7 +52,9 @@ class ClipFilterConfig(BaseModel):
         description="Linear-chain state dict; 1 output: sigmoid, 2 outputs: softmax[1]",
     )
     device: str = Field(
-        default="cpu", json_schema_extra=OPERATIONAL, description="torch device, e.g. cuda"
+        default="cpu",
+        json_schema_extra=OPERATIONAL,
+        description="torch device: cpu, cuda (the worker's own GPU) or auto",
     )
     batch_size: int = Field(
         default=32, gt=0, json_schema_extra=OPERATIONAL, description="images per forward pass"
@@ -93,7 +96,7 @@ def _load(config: ClipFilterConfig) -> ClipScorer:
         config.checkpoint,
         config.aesthetic_head,
         config.watermark_head,
-        config.device,
+        WorkerDevice.current().torch_device(config.device),
     )
 
 

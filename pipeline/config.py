@@ -10,12 +10,21 @@ parsed as YAML (``5``, ``true``, ``[a, b]``).
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 
 from manifests.model_paths import SKIP_MODEL_PATHS
 from stages import STAGES
@@ -32,31 +41,121 @@ class StrictModel(BaseModel):
 
 
 class SlurmConfig(StrictModel):
-    """dask-jobqueue SLURMCluster arguments (the route to many machines)."""
+    """Site settings of the SLURM route (dask-jobqueue): what every job of every pool shares.
 
-    queue: str | None = None
-    account: str | None = None
-    cores: int = Field(8, ge=1, description="cores per job")
-    memory: str = Field("32GiB", description="memory per job")
-    processes: int = Field(4, ge=1, description="Dask worker processes per job")
-    jobs: int = Field(1, ge=1, description="jobs to start")
-    walltime: str = "04:00:00"
-    job_extra_directives: list[str] = Field(default_factory=list, description="e.g. --gres=gpu:1")
-    worker_resources: dict[str, float] = Field(default_factory=dict, description="e.g. GPU: 1")
+    Each pool of ``cluster.pools`` (or the single default pool) becomes ``jobs`` SLURM jobs of
+    ``workers`` worker processes; a job asks for ``workers x threads_per_worker`` cores and
+    ``workers x memory_limit`` memory, and a GPU pool's job for its ``gpus``.
+    """
+
+    partition: str | None = Field(
+        default=None, description="sbatch --partition (a pool may override)"
+    )
+    account: str | None = Field(default=None, description="sbatch --account")
+    walltime: str = Field(default="04:00:00", description="sbatch --time (a pool may override)")
+    interface: str | None = Field(
+        default=None,
+        description="network interface of the scheduler and workers, e.g. ib0; lo on one node",
+    )
+    log_directory: Path | None = Field(default=None, description="where the job logs go")
+    job_script_prologue: list[str] = Field(
+        default_factory=list, description="shell lines before the worker starts, e.g. module load"
+    )
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="extra #SBATCH lines for every job, e.g. --qos=high"
+    )
+    python: str | None = Field(
+        default=None, description="the workers' python; default: the driver's (a shared venv)"
+    )
+    start_timeout_s: float = Field(
+        default=600,
+        gt=0,
+        description="how long to wait for every job's workers; after it, the run starts with "
+        "those that came if each pool has one",
+    )
+    gres_gpus: bool = Field(
+        default=True,
+        description="a GPU pool's jobs ask for --gres=gpu:N; false where GPUs are implicit",
+    )
+
+
+POOL_NAME = r"^[a-z][a-z0-9_]*$"
+
+
+class PoolConfig(StrictModel):
+    """One group of identical workers and the stages whose tasks run on it (DESIGN.md §4).
+
+    A pool with ``gpus`` runs one worker per GPU, each pinned to its own device
+    (``CUDA_VISIBLE_DEVICES``); the other pools' workers see no GPU at all.
+    """
+
+    stages: list[str] = Field(min_length=1, description="stages whose tasks run on this pool")
+    workers: int | None = Field(
+        default=None, ge=1, description="worker processes (per SLURM job); a GPU pool: one per GPU"
+    )
+    threads_per_worker: int = Field(default=1, ge=1, description="tasks at once per worker")
+    memory_limit: str = Field(default="4GiB", description="per worker")
+    gpus: int = Field(
+        default=0, ge=0, description="GPUs per node (SLURM: per job); one worker each"
+    )
+    devices: list[int] | None = Field(
+        default=None, description="LocalCluster: the GPU ids to use (default: 0..gpus-1)"
+    )
+    jobs: int = Field(default=1, ge=1, description="SLURM: jobs of this pool")
+    partition: str | None = Field(default=None, description="SLURM: this pool's partition")
+    walltime: str | None = Field(default=None, description="SLURM: this pool's walltime")
+    job_extra_directives: list[str] = Field(
+        default_factory=list, description="SLURM: extra #SBATCH lines of this pool's jobs"
+    )
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="extra Dask resources of each worker"
+    )
+
+    @model_validator(mode="after")
+    def _workers_follow_gpus(self) -> PoolConfig:
+        if self.devices is not None and len(self.devices) != self.gpus:
+            raise ValueError(f"devices {self.devices} must list exactly gpus={self.gpus} ids")
+        if self.gpus and self.workers not in (None, self.gpus):
+            raise ValueError(f"a GPU pool runs one worker per GPU: drop workers or set {self.gpus}")
+        return self
+
+    @property
+    def n_workers(self) -> int:
+        return self.gpus or self.workers or 1
 
 
 class ClusterConfig(StrictModel):
-    """Where tasks run: a LocalCluster (default), an existing scheduler, or SLURM."""
+    """Where tasks run: a LocalCluster (default), an existing scheduler, or SLURM.
 
-    address: str | None = Field(None, description="join this scheduler, e.g. tcp://host:8786")
-    slurm: SlurmConfig | None = None
-    n_workers: int = Field(2, ge=1, description="LocalCluster worker processes")
-    threads_per_worker: int = Field(1, ge=1)
-    memory_limit: str = Field("4GiB", description="per LocalCluster worker")
-    dashboard_address: str | None = Field(":0", description="':0' picks a free port; null: off")
-    resources: dict[str, float] = Field(
-        default_factory=dict, description="LocalCluster worker resources, e.g. {GPU: 1}"
+    Without ``pools`` every worker runs every stage (``n_workers`` x ``threads_per_worker``);
+    with ``pools`` each stage runs only on its pool's workers, on a LocalCluster and on SLURM
+    alike, and on an existing scheduler whose workers were started with the pools' resources.
+    """
+
+    address: str | None = Field(
+        default=None, description="join this scheduler, e.g. tcp://host:8786"
     )
+    slurm: SlurmConfig | None = None
+    pools: dict[str, PoolConfig] = Field(
+        default_factory=dict, description="named worker pools, e.g. cpu and gpu"
+    )
+    n_workers: int = Field(default=2, ge=1, description="worker processes when there are no pools")
+    threads_per_worker: int = Field(default=1, ge=1)
+    memory_limit: str = Field(default="4GiB", description="per worker when there are no pools")
+    dashboard_address: str | None = Field(
+        default=":0", description="':0' picks a free port; null: off"
+    )
+    resources: dict[str, float] = Field(
+        default_factory=dict, description="worker resources when there are no pools, e.g. {GPU: 1}"
+    )
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_names(cls, pools: dict[str, PoolConfig]) -> dict[str, PoolConfig]:
+        bad = [name for name in pools if not re.match(POOL_NAME, name)]
+        if bad:
+            raise ValueError(f"pool names {bad} must match {POOL_NAME} (they name Dask resources)")
+        return pools
 
 
 class RunnerConfig(StrictModel):
@@ -74,7 +173,7 @@ class RunConfigBase(StrictModel):
 
     run_dir: Path
     stages: list[str] = Field(default_factory=lambda: list(STAGES))
-    cluster: ClusterConfig = Field(default_factory=ClusterConfig)  # type: ignore[arg-type]
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)  # type: ignore[arg-type]
 
     @field_validator("stages")
@@ -85,6 +184,26 @@ class RunConfigBase(StrictModel):
             raise ValueError(f"unknown stage(s) {unknown}; registered: {list(STAGES)}")
         order = list(STAGES)
         return sorted(dict.fromkeys(value), key=order.index)
+
+    @model_validator(mode="after")
+    def _every_stage_has_one_pool(self) -> RunConfigBase:
+        pools = self.cluster.pools
+        if not pools:
+            return self
+        where: dict[str, list[str]] = {}
+        for pool_name, pool in pools.items():
+            for stage in pool.stages:
+                where.setdefault(stage, []).append(pool_name)
+        unknown = sorted(set(where) - set(STAGES))
+        if unknown:
+            raise ValueError(f"cluster.pools name unknown stage(s) {unknown}")
+        twice = {s: p for s, p in where.items() if len(p) > 1}
+        if twice:
+            raise ValueError(f"cluster.pools: each stage runs on one pool; {twice}")
+        missing = [s for s in self.stages if s not in where]
+        if missing:
+            raise ValueError(f"cluster.pools: stage(s) {missing} are on no pool; add them to one")
+        return self
 
     def stage_config(self, name: str) -> BaseModel:
         """The validated section of stage ``name``."""

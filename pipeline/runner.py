@@ -21,9 +21,10 @@ from manifests.io import DoneMarker, read_done, read_stage_reports, write_text_a
 from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from manifests.run_record import append_record, finish_record
-from pipeline.cluster import open_client
+from pipeline.cluster import describe_workers, open_client
 from pipeline.config import ConfigError, RunConfigBase
 from pipeline.fingerprints import Action
+from pipeline.pools import task_resources
 from pipeline.progress import ProgressBoard
 from pipeline.run_info import new_record, now_iso
 from pipeline.run_plan import RunPlanner, StagePlan, dry_run
@@ -46,6 +47,8 @@ class RunResult:
     skipped: dict[str, dict[int, str]] = field(default_factory=dict)
     # stage -> {"run": [shards], "re-decide": [shards]}: what this invocation recomputed
     actions: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    # one line per worker at the start: its name, resources and visible devices
+    workers: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -180,14 +183,18 @@ def _run(config: RunConfigBase, names: list[str], planner: RunPlanner, run_id: s
         tracker = _Tracker(
             client, board, config.runner.on_shard_error, config.runner.retries, names
         )
+        workers = describe_workers(client)
+        for line in workers:
+            log.info("worker %s", line)
         for name in names:
             stage = planner.stages[name]
             plan = _stage_plan(stage, planner, tracker)
             log.debug("plan: %s", plan.summary())
             tracker.actions[name] = plan
-            _schedule_stage(stage, plan, planner.ctx, tracker, run_id)
+            resources = task_resources(config.cluster, name, stage.resources)
+            _schedule_stage(stage, plan, planner.ctx, tracker, run_id, resources)
         tracker.wait(f for per_stage in tracker.futures.values() for f in per_stage.values())
-    return _write_run_report(RunLayout(config.run_dir), names, tracker)
+    return _write_run_report(RunLayout(config.run_dir), names, tracker, workers)
 
 
 def _stage_plan(stage: Stage, planner: RunPlanner, tracker: _Tracker) -> StagePlan:
@@ -213,12 +220,17 @@ def _stage_plan(stage: Stage, planner: RunPlanner, tracker: _Tracker) -> StagePl
 
 
 def _schedule_stage(
-    stage: Stage, plan: StagePlan, ctx: RunContext, tracker: _Tracker, run_id: str
+    stage: Stage,
+    plan: StagePlan,
+    ctx: RunContext,
+    tracker: _Tracker,
+    run_id: str,
+    resources: dict[str, float] | None,
 ) -> None:
-    """Count the up-to-date shards; submit the others, each after its upstream shard (a
-    barrier stage already waited for all of upstream)."""
+    """Count the up-to-date shards; submit the others (on the workers ``resources`` names),
+    each after its upstream shard (a barrier stage already waited for all of upstream)."""
     client = tracker.client
-    _check_resources(client, stage)
+    _check_resources(client, stage.name, resources)
     layout = ctx.layout
     upstream = tracker.futures.get(stage.upstream or "", {})
     tracker.board.set_total(stage.name, len(plan.actions))
@@ -248,7 +260,7 @@ def _schedule_stage(
             *([dep] if dep is not None else []),
             key=f"{stage.name}-{shard:05d}-{run_id}",
             retries=tracker.retries,
-            resources=dict(stage.resources) or None,
+            resources=resources,
             pure=False,
         )
         tracker.add(stage.name, shard, future, stage.upstream)
@@ -268,9 +280,8 @@ def _blocked(
     return None
 
 
-def _check_resources(client: Client, stage: Stage) -> None:
+def _check_resources(client: Client, stage: str, needed: dict[str, float] | None) -> None:
     """Refuse to queue tasks no worker can run (they would wait forever)."""
-    needed = dict(stage.resources)
     if not needed:
         return
     workers = client.scheduler_info().get("workers", {}).values()
@@ -278,12 +289,15 @@ def _check_resources(client: Client, stage: Stage) -> None:
         have = worker.get("resources", {})
         if all(have.get(k, 0) >= v for k, v in needed.items()):
             return
-    raise ShardFailed(f"stage {stage.name} needs worker resources {needed}; no worker has them")
+    raise ShardFailed(f"stage {stage} needs worker resources {needed}; no worker has them")
 
 
-def _write_run_report(layout: RunLayout, names: list[str], tracker: _Tracker) -> RunResult:
+def _write_run_report(
+    layout: RunLayout, names: list[str], tracker: _Tracker, workers: list[str]
+) -> RunResult:
     skipped = tracker.skipped
     result = RunResult(
+        workers=workers,
         skipped={k: v for k, v in skipped.items() if v},
         actions={
             name: {a.value: plan.shards(a) for a in (Action.RUN, Action.REDECIDE)}

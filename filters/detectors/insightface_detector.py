@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from filters.detectors.base import Face, MissingModelError, as_landmarks
+from manifests.device import WorkerDevice
 from manifests.fingerprint import OPERATIONAL
 from manifests.model_paths import checks_model_paths
 
@@ -131,13 +132,14 @@ def _load(config: InsightFaceDetectorConfig) -> Any:
     import onnxruntime
     from insightface.app import FaceAnalysis
 
-    available = set(onnxruntime.get_available_providers())
-    providers = [p for p in config.providers if p in available] or ["CPUExecutionProvider"]
+    device = WorkerDevice.current()
+    providers = device.onnx_providers(config.providers, onnxruntime.get_available_providers())
     # Passing the pack directory itself (not a name) keeps FaceAnalysis off its download path.
     app = FaceAnalysis(
         name=str(config.pack_dir()), allowed_modules=list(config.modules), providers=providers
     )
-    app.prepare(ctx_id=0, det_thresh=config.det_thresh, det_size=(config.det_size,) * 2)
+    ctx_id = device.insightface_ctx_id(providers)
+    app.prepare(ctx_id=ctx_id, det_thresh=config.det_thresh, det_size=(config.det_size,) * 2)
     return app
 
 
