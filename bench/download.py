@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import validate_config
+from pipeline.demo import server_peer
 from pipeline.demo_server import serve_photos
 from pipeline.runner import run_pipeline
 
@@ -39,6 +40,10 @@ def make_input(base: str, n: int, path: Path) -> Path:
     return path
 
 
+def _first_url(src: Path) -> str:
+    return str(pq.read_table(src, columns=["URL"])["URL"][0])
+
+
 def time_stage(work: Path, src: Path, n: int, shards: int, address: str) -> tuple[float, int]:
     section = {"input": [str(src)], "shard_size": -(-n // shards), "allow_private_hosts": True}
     config = validate_config(
@@ -47,7 +52,7 @@ def time_stage(work: Path, src: Path, n: int, shards: int, address: str) -> tupl
             "cluster": {"address": address},
             "runner": {"progress": False},
             "candidates": section,
-            "download": SETTINGS,
+            "download": {**SETTINGS, "allow_addresses": [server_peer(_first_url(src))]},
         }
     )
     run_pipeline(config, ["candidates"])  # not timed: the stage under test is download

@@ -28,6 +28,7 @@ os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from filters import Batch, score_batch
 from manifests import schema as S
@@ -35,6 +36,7 @@ from manifests.io import read_manifest, write_table_atomic
 from manifests.layout import RunLayout
 from manifests.run_record import append_record
 from pipeline.config import RunConfigBase, validate_config
+from pipeline.demo import server_peer
 from pipeline.demo_server import serve_photos
 from pipeline.refilter import refilter
 from pipeline.run_info import new_record
@@ -42,6 +44,10 @@ from pipeline.runner import run_pipeline
 from stages.download_tar import image_bytes, open_download_tar
 
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "astronaut_crop", "grace_hopper_crop", "rocket"]
+
+
+def _first_url(src: Path) -> str:
+    return str(pq.read_table(src, columns=["URL"])["URL"][0])
 
 
 def config(run_dir: Path, src: Path, shards: int, n: int, address: str) -> RunConfigBase:
@@ -52,7 +58,8 @@ def config(run_dir: Path, src: Path, shards: int, n: int, address: str) -> RunCo
             "runner": {"progress": False},
             "candidates": {"input": [str(src)], "shard_size": -(-n // shards),
                            "allow_private_hosts": True},
-            "download": {"image_size": 512, "thread_count": 16},
+            "download": {"image_size": 512, "thread_count": 16,
+                         "allow_addresses": [server_peer(_first_url(src))]},
             "filter": {"batch_size": 8},
         }
     )  # fmt: skip

@@ -18,6 +18,7 @@ Rendering the photos happens before anything is timed.
 
     python bench/scale.py                 # N = 2000, 10x
     python bench/scale.py --quick         # N = 100, 3x: a smoke run
+    python bench/scale.py --pools         # candidates+download on a worker pool of their own
 """
 
 from __future__ import annotations
@@ -48,9 +49,11 @@ from scale_photos import photo_spec, render_all, serve_directory
 from manifests.io import read_stage_reports
 from manifests.layout import RunLayout
 from pipeline.config import RunConfigBase, validate_config
+from pipeline.demo import server_peer
 from pipeline.runner import RunResult, run_pipeline
 
 STAGES = ["candidates", "download", "filter", "dedup", "caption", "shard"]
+IO_STAGES = ["candidates", "download"]  # --pools: on a worker of their own
 N_WORKERS, THREADS = 2, 1
 SAMPLE_EVERY_S = 0.1  # RSS sampling period: short against any stage's shard tasks
 MiB = 2**20
@@ -208,18 +211,34 @@ def write_candidates(base: str, sizes: list[tuple[int, int]], seed: int, path: P
     return path
 
 
-def pipeline_config(run_dir: Path, src: Path, shard_size: int) -> RunConfigBase:
+def cluster_section(pools: bool) -> dict[str, object]:
+    """N_WORKERS workers running every stage, or those plus a download pool of its own."""
+    flat = {"n_workers": N_WORKERS, "threads_per_worker": THREADS, "dashboard_address": None}
+    if not pools:
+        return flat
+    rest = [s for s in STAGES if s not in IO_STAGES]
+    return {
+        "dashboard_address": None,
+        "pools": {
+            "io": {"stages": IO_STAGES, "workers": 1, "threads_per_worker": THREADS},
+            "work": {"stages": rest, "workers": N_WORKERS, "threads_per_worker": THREADS},
+        },
+    }
+
+
+def pipeline_config(
+    run_dir: Path, src: Path, shard_size: int, base: str, pools: bool
+) -> RunConfigBase:
     return validate_config(
         {
             "run_dir": str(run_dir),
             "stages": STAGES,
-            "cluster": {"n_workers": N_WORKERS, "threads_per_worker": THREADS,
-                        "dashboard_address": None},
+            "cluster": cluster_section(pools),
             "runner": {"progress": False, "retries": 1, "on_shard_error": "fail"},
             "candidates": {"input": [str(src)], "shard_size": shard_size,
                            "allow_private_hosts": True, "resolve_hosts": False},
             "download": {"image_size": 512, "resize_mode": "keep_ratio", "timeout_s": 10,
-                         "thread_count": 16},
+                         "thread_count": 16, "allow_addresses": [server_peer(base)]},
             "filter": {"batch_size": 8},
             "caption": {"captioner": {"type": "attributes"}},
             "shard": {"samples_per_shard": shard_size},
@@ -228,12 +247,17 @@ def pipeline_config(run_dir: Path, src: Path, shard_size: int) -> RunConfigBase:
 
 
 def run_scale(
-    work: Path, base: str, sizes: list[tuple[int, int]], seed: int, shard_size: int, server: int
+    work: Path,
+    base: str,
+    sizes: list[tuple[int, int]],
+    args: argparse.Namespace,
+    shard_size: int,
+    server: int,
 ) -> ScaleRun:
     """Run all six stages on the first ``len(sizes)`` photos; wall time and RSS peaks."""
     samples = len(sizes)
-    src = write_candidates(base, sizes, seed, work / f"candidates-{samples}.parquet")
-    config = pipeline_config(work / f"run-{samples}", src, shard_size)
+    src = write_candidates(base, sizes, args.seed, work / f"candidates-{samples}.parquet")
+    config = pipeline_config(work / f"run-{samples}", src, shard_size, base, args.pools)
     sampler = RssSampler(exclude={server})
     with sampler.running():
         t0 = time.perf_counter()
@@ -320,6 +344,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="n=100, factor=3: a smoke run")
     parser.add_argument("--work", type=Path, help="work directory (default: a temp dir, removed)")
     parser.add_argument("--seed", type=int, default=0, help="picks the photo variants")
+    parser.add_argument(
+        "--pools", action="store_true", help="candidates+download on one more worker of their own"
+    )
     parser.add_argument("--render-processes", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     if args.quick:
@@ -333,11 +360,12 @@ def bench(args: argparse.Namespace, work: Path) -> None:
     t0 = time.perf_counter()
     sizes = render_all(work / "photos", args.seed, total, args.render_processes)
     print(f"rendered {total} photos (seed {args.seed}) in {time.perf_counter() - t0:.1f} s; "
-          f"shard_size {shard_size}, {N_WORKERS} workers x {THREADS} thread")  # fmt: skip
+          f"shard_size {shard_size}, {N_WORKERS} workers x {THREADS} thread"
+          f"{' + 1 download worker (--pools)' if args.pools else ''}")  # fmt: skip
     with serve_directory(work / "photos") as (base, server):
-        small = run_scale(work, base, sizes[: args.n], args.seed, shard_size, server)
+        small = run_scale(work, base, sizes[: args.n], args, shard_size, server)
         print_run(small)
-        large = run_scale(work, base, sizes, args.seed, shard_size, server)
+        large = run_scale(work, base, sizes, args, shard_size, server)
         print_run(large)
         slow = large.slowest()
         alone_s = time_stage_alone(large.config, slow.stage)

@@ -62,14 +62,19 @@ def demo_rows(base: str) -> pa.Table:
     )
 
 
+def server_peer(url: str) -> str:
+    """The ``IP:port`` of a loopback server's URL, as ``download.allow_addresses`` lists it."""
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port}"
+
+
 def allow_photo_server(base: str) -> str:
     """The override that lets the download stage contact the photo server at ``base``.
 
     It is on loopback, which the connect-time address policy refuses; only its exact
     address and port are allowed, so a redirect to any other local port is still refused.
     """
-    parts = urlsplit(base)
-    return f"download.allow_addresses=['{parts.hostname}:{parts.port}']"
+    return f"download.allow_addresses=['{server_peer(base)}']"
 
 
 @dataclass(frozen=True)
