@@ -95,7 +95,7 @@ def run_demo(out: Path, overrides: list[str] | None = None) -> DemoResult:
     _discard_previous_demo(out / "run")
     input_file = out / "input" / "demo_candidates.parquet"
     input_file.parent.mkdir(parents=True, exist_ok=True)
-    with serve_photos(slow_s=4.0) as base:
+    with serve_photos() as base:
         pq.write_table(demo_rows(base), input_file)
         config = load_config(
             DEMO_CONFIG,

@@ -82,7 +82,9 @@ def photo_bytes(name: str, quality: int = 92) -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    slow_s: float = 3.0
+    # Far above any download timeout the demo or the tests use, so a loaded machine can never
+    # turn the slow route's timeout into a success (or a success into a timeout).
+    slow_s: float = 30.0
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -125,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def serve_photos(slow_s: float = 3.0) -> Iterator[str]:
+def serve_photos(slow_s: float = _Handler.slow_s) -> Iterator[str]:
     """Serve on 127.0.0.1 (a free port) in a daemon thread; yields the base URL."""
     handler = type("PhotoHandler", (_Handler,), {"slow_s": slow_s})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

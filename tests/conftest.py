@@ -43,8 +43,8 @@ def dask_address() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def photo_base() -> Iterator[str]:
-    """Base URL of the loopback photo server (slow route answers after 4 s)."""
-    with serve_photos(slow_s=4.0) as base:
+    """Base URL of the loopback photo server (its slow route answers after 30 s)."""
+    with serve_photos() as base:
         yield base
 
 
