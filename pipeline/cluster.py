@@ -63,7 +63,8 @@ def wait_for_pools(client: Client, config: ClusterConfig, timeout_s: float) -> N
     pool has at least one (queued jobs start when the site lets them; the run goes on with
     those that came, and late workers join as they start)."""
     pools = pools_of(config)
-    expected = sum(p.n_workers * p.jobs for p in pools.values())
+    adapt = config.slurm.adapt if config.slurm else None
+    expected = sum(p.n_workers * (adapt.minimum_jobs if adapt else p.jobs) for p in pools.values())
     wanted = {pool_resource(name) for name in config.pools}
     deadline = time.monotonic() + timeout_s
     while True:
@@ -144,6 +145,10 @@ def slurm_cluster(config: ClusterConfig) -> Any:
         scheduler_options={"dashboard_address": config.dashboard_address or ":0"},
         **_job_options(first_name, first, config),
     )
+    adapt = config.slurm.adapt
+    if adapt is not None:  # one pool (validated): its job options are the cluster's own
+        cluster.adapt(minimum_jobs=adapt.minimum_jobs, maximum_jobs=adapt.maximum_jobs)
+        return cluster
     # A SpecCluster starts whatever its worker_spec lists: each pool's jobs with their options.
     cluster.worker_spec.update(jobs)
     cluster.scale(jobs=len(cluster.worker_spec))

@@ -40,6 +40,21 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class AdaptConfig(StrictModel):
+    """Adaptive scaling bounds of the SLURM route, in jobs (dask-jobqueue's ``adapt``)."""
+
+    minimum_jobs: int = Field(
+        default=1, ge=1, description="always running (the run waits for their workers)"
+    )
+    maximum_jobs: int = Field(ge=1, description="at most this many while tasks queue")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AdaptConfig:
+        if self.maximum_jobs < self.minimum_jobs:
+            raise ValueError(f"maximum_jobs {self.maximum_jobs} < minimum_jobs {self.minimum_jobs}")
+        return self
+
+
 class SlurmConfig(StrictModel):
     """Site settings of the SLURM route (dask-jobqueue): what every job of every pool shares.
 
@@ -72,6 +87,11 @@ class SlurmConfig(StrictModel):
         gt=0,
         description="how long to wait for every job's workers; after it, the run starts with "
         "those that came if each pool has one",
+    )
+    adapt: AdaptConfig | None = Field(
+        default=None,
+        description="scale the jobs with the queue between bounds (one pool only: dask's "
+        "adaptive scaling cannot tell one pool's jobs from another's); null: each pool's jobs",
     )
     gres_gpus: bool = Field(
         default=True,
@@ -148,6 +168,14 @@ class ClusterConfig(StrictModel):
     resources: dict[str, float] = Field(
         default_factory=dict, description="worker resources when there are no pools, e.g. {GPU: 1}"
     )
+
+    @model_validator(mode="after")
+    def _adapt_one_pool(self) -> ClusterConfig:
+        if self.slurm and self.slurm.adapt and len(self.pools) > 1:
+            raise ValueError(
+                "cluster.slurm.adapt scales one pool; with several, set each pool's jobs instead"
+            )
+        return self
 
     @field_validator("pools")
     @classmethod

@@ -153,3 +153,13 @@ def test_demo_on_pools_runs_each_stage_only_on_its_pool(
         "caption": {"gpu"},
         "shard": {"cpu"},
     }
+
+
+def test_adaptive_scaling_takes_one_pool_and_ordered_bounds() -> None:
+    two = {"a": {"stages": ["candidates"]}, "b": {"stages": ["download"]}}
+    adapt = {"adapt": {"minimum_jobs": 1, "maximum_jobs": 4}}
+    with pytest.raises(ValueError, match=r"cluster\.slurm\.adapt scales one pool"):
+        ClusterConfig(pools=two, slurm=adapt)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="maximum_jobs 1 < minimum_jobs 3"):
+        ClusterConfig(slurm={"adapt": {"minimum_jobs": 3, "maximum_jobs": 1}})  # type: ignore[arg-type]
+    assert ClusterConfig(slurm=adapt).slurm.adapt.maximum_jobs == 4  # type: ignore[arg-type,union-attr]

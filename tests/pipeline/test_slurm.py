@@ -91,3 +91,30 @@ def test_demo_through_slurm_matches_local_cluster(
         "gpu-0-1": ("GPU=1,pool-gpu=1", "'7'"),
         "cpu-0": ("pool-cpu=1", "''"),
     }, result.workers
+
+
+@pytest.mark.slow
+def test_adaptive_slurm_jobs_stay_within_their_bounds(
+    slurm: None, reference_run: Path, demo_input: Path, tmp_path: Path
+) -> None:
+    """One pool (the flat workers), its jobs scaled by dask-jobqueue's ``adapt``."""
+    logs = tmp_path / "slurm-logs"
+    run_dir = tmp_path / "run"
+    slurm = (
+        "cluster.slurm={interface: lo, start_timeout_s: 300,"
+        f" log_directory: {logs}, adapt: {{minimum_jobs: 1, maximum_jobs: 2}}}}"
+    )
+    config = demo_config(
+        run_dir,
+        demo_input,
+        "stages=[candidates, download]",
+        "cluster.dashboard_address=null",
+        slurm,
+    )
+    result = run_pipeline(config)
+    assert result.ok
+    assert_same_manifests(reference_run, run_dir, ["candidates", "download"])
+    job_ids = {p.stem.rsplit("-", 1)[-1] for p in logs.glob("laionface-default-*.err")}
+    assert 1 <= len(job_ids) <= 2, sorted(logs.iterdir())
+    # Two worker processes per job (the flat n_workers), all of the first job at the start.
+    assert len(result.workers) >= 2
