@@ -70,7 +70,9 @@ URL_HOST: Final = _col("url_host", pa.string(), "host of the normalized URL (pla
 URL_SHA1: Final = _col("url_sha1", pa.string(), "sha1 of the normalized URL (planning only)")
 
 # --- download --------------------------------------------------------------------------------
-DL_STATUS: Final = _col("dl_status", pa.string(), "img2dataset status, or 'not_attempted'")
+DL_STATUS: Final = _col(
+    "dl_status", pa.string(), "img2dataset status, 'not_attempted', or 'taken_down' (bytes purged)"
+)
 DL_ERROR: Final = _col("dl_error", pa.string(), "img2dataset error message, verbatim")
 DL_KEY: Final = _col("dl_key", pa.string(), "member key inside RUN/download/<shard>.tar")
 DL_SHA256: Final = _col("dl_sha256", pa.string(), "sha256 of the bytes as served")

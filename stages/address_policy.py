@@ -25,7 +25,7 @@ import ssl
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
 from stages.address_ranges import IPAddress, address_problem
@@ -44,6 +44,18 @@ _WEB_SCHEMES = frozenset({"http", "https"})
 _HOPS = "laionface_redirects"
 
 Connector = Callable[..., socket.socket]
+# One hop's request as urllib sends it: connect (checked), send, read the status and headers.
+Send = Callable[[], http.client.HTTPResponse]
+
+
+class OpenGate(Protocol):
+    """What stands between urllib and each connection: ``open`` decides when ``send`` runs.
+
+    ``stages.host_politeness.HostGate`` is one (per-host caps, back-off, circuit breakers).
+    It is called for the first hop and for each redirect, with that hop's request.
+    """
+
+    def open(self, req: urllib.request.Request, send: Send) -> http.client.HTTPResponse: ...
 
 
 class UnsafeAddress(OSError):
@@ -187,30 +199,36 @@ class CheckedHTTPSConnection(http.client.HTTPSConnection):
         self._create_connection = policy.connector()
 
 
+def _through(gate: OpenGate | None, req: urllib.request.Request, send: Send) -> Any:
+    return send() if gate is None else gate.open(req, send)
+
+
 class CheckedHTTPHandler(urllib.request.HTTPHandler):
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, gate: OpenGate | None = None) -> None:
         super().__init__()
         self._policy = policy
+        self._gate = gate
 
     def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
             return CheckedHTTPConnection(*args, policy=self._policy, **kwargs)
 
-        return self.do_open(connection, req)
+        return _through(self._gate, req, lambda: self.do_open(connection, req))
 
 
 class CheckedHTTPSHandler(urllib.request.HTTPSHandler):
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, gate: OpenGate | None = None) -> None:
         # A verifying context, whatever urllib's module default has been set to.
         self._tls = ssl.create_default_context()
         super().__init__(context=self._tls)
         self._policy = policy
+        self._gate = gate
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
         def connection(*args: Any, **kwargs: Any) -> http.client.HTTPConnection:
             return CheckedHTTPSConnection(*args, policy=self._policy, **kwargs)
 
-        return self.do_open(connection, req, context=self._tls)
+        return _through(self._gate, req, lambda: self.do_open(connection, req, context=self._tls))
 
 
 class PolicyRedirectHandler(urllib.request.HTTPRedirectHandler):
@@ -273,8 +291,11 @@ class PolicyRedirectHandler(urllib.request.HTTPRedirectHandler):
         return new
 
 
-def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
-    """An opener for http(s) only, every connection and redirect checked by ``policy``.
+def build_opener(
+    policy: AddressPolicy, gate: OpenGate | None = None
+) -> urllib.request.OpenerDirector:
+    """An opener for http(s) only, every connection and redirect checked by ``policy``, and
+    each hop (first and redirects) sent when ``gate`` lets it.
 
     Built by hand, not with ``urllib.request.build_opener``, which would add the file, ftp
     and data handlers and the environment's proxies.
@@ -282,8 +303,8 @@ def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.UnknownHandler(),  # any other scheme: "unknown url type"
-        CheckedHTTPHandler(policy),
-        CheckedHTTPSHandler(policy),
+        CheckedHTTPHandler(policy, gate),
+        CheckedHTTPSHandler(policy, gate),
         urllib.request.HTTPDefaultErrorHandler(),
         PolicyRedirectHandler(policy.max_redirects),
         urllib.request.HTTPErrorProcessor(),
@@ -292,6 +313,7 @@ def build_opener(policy: AddressPolicy) -> urllib.request.OpenerDirector:
     return opener
 
 
-def install(policy: AddressPolicy) -> None:
-    """Make ``urllib.request.urlopen`` (which img2dataset fetches with) obey ``policy``."""
-    urllib.request.install_opener(build_opener(policy))
+def install(policy: AddressPolicy, gate: OpenGate | None = None) -> None:
+    """Make ``urllib.request.urlopen`` (which img2dataset fetches with) obey ``policy`` and
+    ``gate``."""
+    urllib.request.install_opener(build_opener(policy, gate))

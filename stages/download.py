@@ -49,6 +49,70 @@ _I2D_COLUMNS = {
 }
 
 
+class PolitenessConfig(BaseModel):
+    """Section ``download.politeness``: per-host limits in each shard's download subprocess
+    (``stages.host_politeness``). Every limit is per shard: N shards downloading at once may
+    reach one host N times over. Caps and the interval change speed only (operational); the
+    back-off bounds and the breakers change which samples download (produce)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_per_host: int = Field(
+        4,
+        ge=1,
+        json_schema_extra=OPERATIONAL,
+        description="requests in flight to one host at a time. RFC 9112 §9.4 asks clients to "
+        "limit their connections to a server; browsers open 6 per host (Chromium, Firefox), so "
+        "4 is less than one browser tab, while img2dataset alone sends thread_count at once "
+        "(img2dataset #62: 429s from a one-domain dataset; #375: a LAION download flagged as "
+        "a DoS)",
+    )
+    min_interval_s: float = Field(
+        0.0,
+        ge=0.0,
+        json_schema_extra=OPERATIONAL,
+        description="seconds between two request starts to one host. 0: the cap already "
+        "bounds the load (Scrapy's DOWNLOAD_DELAY also defaults to 0), and LAION's URLs sit "
+        "mostly on large image CDNs that an interval would throttle; set e.g. 1.0 for a crawl "
+        "of a few small hosts",
+    )
+    max_retry_after_s: float = Field(
+        60.0,
+        ge=0.0,
+        description="the longest wait a 429/503 may impose (Retry-After, or the back-off); "
+        "longer: the sample ends as download:rate_limited and the host is left alone for "
+        "that time. A waiting request holds a download thread: 60 s is 6 default timeouts",
+    )
+    backoff_retries: int = Field(
+        2,
+        ge=0,
+        description="retries of one URL answered 429 or 503 (img2dataset retries at once, if "
+        "at all: #62, #331); after them the answer stands (download:http_429/http_503)",
+    )
+    backoff_s: float = Field(
+        1.0,
+        gt=0.0,
+        description="the wait after a 429/503 without Retry-After, doubled per retry "
+        "(exponential back-off, img2dataset #331: CloudFront's 429s name no wait): 1 s, 2 s",
+    )
+    breaker_optouts: int = Field(
+        3,
+        ge=0,
+        description="X-Robots-Tag opt-outs after which a host's remaining URLs in the shard "
+        "end as download:host_skipped, uncontacted (img2dataset #298: opting out still costs "
+        "the host every download). 3: one opt-out is a page's choice, three a site's policy "
+        "(the header is per URL, as #298's maintainer notes); 0: off",
+    )
+    breaker_failures: int = Field(
+        10,
+        ge=0,
+        description="consecutive failures (connection errors, timeouts, 5xx) after which a "
+        "host's remaining URLs end as download:host_skipped. Consecutive: one answer resets "
+        "it, so only a host that is down trips it, after about 10 x timeout_s of thread "
+        "time; 0: off",
+    )
+
+
 class DownloadConfig(BaseModel):
     """Section ``download``: img2dataset's settings (names follow its CLI)."""
 
@@ -88,6 +152,7 @@ class DownloadConfig(BaseModel):
     max_redirects: int = Field(
         DEFAULT_MAX_REDIRECTS, ge=0, le=MAX_REDIRECTS_CAP, description="redirect hops per URL"
     )
+    politeness: PolitenessConfig = Field(default_factory=PolitenessConfig)  # type: ignore[arg-type]
 
     @field_validator("allow_addresses")
     @classmethod
@@ -110,8 +175,9 @@ class DownloadConfig(BaseModel):
         return DownloadStage(self)
 
     def settings(self) -> dict[str, dict[str, Any]]:
-        """Arguments of img2dataset's ``Resizer`` and ``Downloader``, and the address policy
-        (``AddressPolicy.from_settings``), as JSON for the subprocess (see img2dataset_shard)."""
+        """Arguments of img2dataset's ``Resizer`` and ``Downloader``, the address policy
+        (``AddressPolicy.from_settings``) and the per-host limits (``Politeness``), as JSON
+        for the subprocess (see img2dataset_shard)."""
         resizer = {
             "image_size": self.image_size,
             "resize_mode": self.resize_mode,
@@ -135,7 +201,12 @@ class DownloadConfig(BaseModel):
             "resolve_overrides": dict(self.resolve_overrides),
             "max_redirects": self.max_redirects,
         }
-        return {"resizer": resizer, "downloader": downloader, "address_policy": address_policy}
+        return {
+            "resizer": resizer,
+            "downloader": downloader,
+            "address_policy": address_policy,
+            "politeness": self.politeness.model_dump(),
+        }
 
 
 class DownloadStage(ShardwiseStage):
@@ -250,3 +321,18 @@ def _manifest_columns(cand: pa.Table, results: pa.Table | None) -> pa.Table:
     ]
     names = [c for c in S.DOWNLOAD_COLUMNS if c not in S.VERDICT_COLUMNS]
     return pa.table({c: pa.array(columns[c], S.COLUMNS[c].dtype) for c in names})
+
+
+def fetch_again(config: DownloadConfig, rows: pa.Table, tmp: Path, log_path: Path) -> pa.Table:
+    """The stage's own fetch of ``rows`` (sample_id, url, alt_text; all kept upstream) for
+    ``laionface retry``: their download manifest rows, verdicts included, in row order. The
+    bytes are in img2dataset's ``tmp/out/00000.tar``, keyed by its own numbering of ``rows``."""
+    results = DownloadStage(config)._fetch(rows, tmp, log_path)
+    kept = pa.table({S.SAMPLE_ID: rows[S.SAMPLE_ID], S.KEEP: pa.array([True] * rows.num_rows)})
+    table = _manifest_columns(kept, results)
+    reasons = [
+        classify(s, e)
+        for s, e in zip(table[S.DL_STATUS].to_pylist(), table[S.DL_ERROR].to_pylist(), strict=True)
+    ]
+    table = table.append_column(S.KEEP, pa.array([r is None for r in reasons], pa.bool_()))
+    return table.append_column(S.REJECT_REASON, pa.array(reasons, pa.string()))

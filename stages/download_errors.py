@@ -11,6 +11,7 @@ import re
 
 from manifests import schema as S
 from stages.address_policy import REDIRECT_LIMIT, UNSAFE_ADDRESS, UNSAFE_REDIRECT
+from stages.host_politeness import HOST_SKIPPED, RATE_LIMITED
 
 NAME = "download"
 NOT_ATTEMPTED = "not_attempted"
@@ -29,12 +30,15 @@ def _policy_refusal(marker: str) -> re.Pattern[str]:
     return re.compile(rf"^(?:<urlopen error )?{re.escape(marker)}:")
 
 
-# (pattern on the error text, reason suffix), first match wins: the address policy's refusals
-# come first, before the generic "redirect" and "Errno" classes.
+# (pattern on the error text, reason suffix), first match wins: the address policy's and the
+# host gate's refusals come first, before the generic "redirect" and "Errno" classes (a host
+# skipped for opt-outs names "X-Robots-Tag", for failures the last error, e.g. "timed out").
 _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (_policy_refusal(UNSAFE_ADDRESS), "unsafe_address"),
     (_policy_refusal(REDIRECT_LIMIT), "redirect_limit"),
     (_policy_refusal(UNSAFE_REDIRECT), "unsafe_redirect"),
+    (_policy_refusal(RATE_LIMITED), "rate_limited"),
+    (_policy_refusal(HOST_SKIPPED), "host_skipped"),
     (re.compile(r"HTTP Error (\d{3})"), "http_{0}"),
     (re.compile(r"X-Robots-Tag", re.I), "x_robots_tag"),
     (re.compile(r"timed? ?out", re.I), "timeout"),

@@ -8,7 +8,8 @@ processes each re-import img2dataset (seconds per shard). Here the same ``Downlo
 X-Robots-Tag check, resize, sha256, webdataset writer) runs in this one process, on the
 ``Reader``'s input format: an Arrow IPC file with the shard's rows. Outputs are img2dataset's:
 ``OUT_DIR/00000.tar``, ``00000.parquet`` (per-sample status) and ``00000_stats.json``.
-Its urllib obeys the connect-time address policy of ``SETTINGS_JSON["address_policy"]``.
+Its urllib obeys the connect-time address policy of ``SETTINGS_JSON["address_policy"]`` and
+the per-host limits of ``SETTINGS_JSON["politeness"]`` (``stages.host_politeness``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterable
+from email.message import Message
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from stages.address_policy import AddressPolicy, install
+from stages.host_politeness import HostGate, OptOutCheck, Politeness
 
 # The column order img2dataset's Reader produces: additional columns, caption, url.
 COLUMN_LIST = ["sample_id", "caption", "url"]
@@ -60,11 +65,33 @@ def download_shard(settings: dict[str, Any], urls: Path, out_dir: Path) -> None:
         **settings["downloader"],
     )
     # img2dataset fetches with urllib.request.urlopen: from here on every connection and
-    # redirect it makes is checked against the address policy (stages.address_policy).
-    install(AddressPolicy.from_settings(settings["address_policy"]))
+    # redirect it makes is checked against the address policy (stages.address_policy) and
+    # waits for its host's turn (stages.host_politeness).
+    opted_out = img2dataset_opt_out(
+        downloader.user_agent_token, downloader.disallowed_header_directives
+    )
+    gate = HostGate(Politeness.from_settings(settings["politeness"]), opted_out)
+    install(AddressPolicy.from_settings(settings["address_policy"]), gate)
     ok, _ = downloader((0, str(arrow_file)))
     if not ok:
         raise RuntimeError("img2dataset's Downloader failed on the shard (see the log above)")
+
+
+def _never(headers: Message) -> bool:
+    return False
+
+
+def img2dataset_opt_out(token: str | None, directives: Iterable[str] | None) -> OptOutCheck:
+    """img2dataset's own X-Robots-Tag test (``is_disallowed``), as its ``Downloader`` applies
+    it (``token`` and ``directives`` as it normalized them), so the breaker counts exactly the
+    samples img2dataset reports as opted out; never, when the header is ignored."""
+    from img2dataset.downloader import is_disallowed
+
+    if not directives:  # img2dataset skips the check for None (DownloadConfig: [] -> None)
+        return _never
+    return partial(
+        is_disallowed, user_agent_token=token, disallowed_header_directives=set(directives)
+    )
 
 
 def main(argv: list[str]) -> int:
