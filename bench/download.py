@@ -32,6 +32,8 @@ from pipeline.runner import run_pipeline
 
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "rocket", "chelsea", "astronaut_crop"]
 SETTINGS = {"image_size": 256, "resize_mode": "keep_ratio", "timeout_s": 10, "thread_count": 32}
+# Every URL is on one loopback host: its per-host cap would measure politeness, not the stage.
+POLITENESS = {"max_per_host": SETTINGS["thread_count"]}
 
 
 def make_input(base: str, n: int, path: Path) -> Path:
@@ -52,7 +54,11 @@ def time_stage(work: Path, src: Path, n: int, shards: int, address: str) -> tupl
             "cluster": {"address": address},
             "runner": {"progress": False},
             "candidates": section,
-            "download": {**SETTINGS, "allow_addresses": [server_peer(_first_url(src))]},
+            "download": {
+                **SETTINGS,
+                "allow_addresses": [server_peer(_first_url(src))],
+                "politeness": POLITENESS,
+            },
         }
     )
     run_pipeline(config, ["candidates"])  # not timed: the stage under test is download

@@ -58,8 +58,10 @@ def config(run_dir: Path, src: Path, shards: int, n: int, address: str) -> RunCo
             "runner": {"progress": False},
             "candidates": {"input": [str(src)], "shard_size": -(-n // shards),
                            "allow_private_hosts": True},
+            # One loopback host: the per-host cap would only slow the download that feeds it.
             "download": {"image_size": 512, "thread_count": 16,
-                         "allow_addresses": [server_peer(_first_url(src))]},
+                         "allow_addresses": [server_peer(_first_url(src))],
+                         "politeness": {"max_per_host": 16}},
             "filter": {"batch_size": 8},
         }
     )  # fmt: skip

@@ -238,7 +238,9 @@ def pipeline_config(
             "candidates": {"input": [str(src)], "shard_size": shard_size,
                            "allow_private_hosts": True, "resolve_hosts": False},
             "download": {"image_size": 512, "resize_mode": "keep_ratio", "timeout_s": 10,
-                         "thread_count": 16, "allow_addresses": [server_peer(base)]},
+                         "thread_count": 16, "allow_addresses": [server_peer(base)],
+                         # one loopback host: its per-host cap would measure politeness
+                         "politeness": {"max_per_host": 16}},
             "filter": {"batch_size": 8},
             "caption": {"captioner": {"type": "attributes"}},
             "shard": {"samples_per_shard": shard_size},
