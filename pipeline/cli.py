@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 # img2dataset imports albumentations, which otherwise calls out to check for updates.
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -110,6 +111,24 @@ def cmd_refilter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_retry(args: argparse.Namespace) -> int:
+    from pipeline.retry import retry_failed
+
+    reasons = [r for r in args.reasons.split(",") if r.strip()]
+    result = retry_failed(args.run_dir, reasons, args.config, args.overrides, args.dry_run)
+    n = sum(t.retried for t in result.reasons.values())
+    verb = "would retry" if result.dry_run else "retried"
+    print(f"retry: {verb} {n} sample(s) in {len(result.retried)} download shard(s)")
+    if n:
+        print(f"  {'reason':<28} {'retried':>8} {'recovered':>9}  still failing")
+    for why, tally in result.reasons.items():
+        failing = ", ".join(f"{r} {c}" for r, c in tally.still_failing.items()) or "-"
+        print(f"  {why:<28} {tally.retried:>8} {tally.recovered:>9}  {failing}")
+    for stage, actions in result.actions.items():
+        print(f"  recomputed {stage}: shards {actions['run'] or '-'}")
+    return 0 if result.ok else 3
+
+
 def _status_line(s: StageStatus) -> str:
     r = s.report
     planned = "?" if s.samples_planned is None else s.samples_planned
@@ -126,6 +145,30 @@ def _print_funnel(reports: Sequence[ShardReport]) -> None:
         print(f"  {r.stage:<11} in {r.n_in:>8}  kept {r.n_out:>8}  dropped {r.n_dropped:>8}")
         for why, n in sorted(r.dropped.items(), key=lambda kv: (-kv[1], kv[0])):
             print(f"      {n:>8}  {why}")
+
+
+def _add_retry_command(sub: Any) -> None:
+    p = sub.add_parser("retry", help="fetch samples that failed with given reasons again")
+    p.add_argument("run_dir", type=Path)
+    p.add_argument(
+        "--reasons",
+        required=True,
+        metavar="R1,R2",
+        help="download reasons or classes, e.g. download:timeout,download:http_5xx",
+    )
+    p.add_argument("--config", type=Path, default=None, help="run config (default: run.json's)")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override a download, cluster or runner setting (repeatable)",
+    )
+    p.add_argument(
+        "--dry-run", action="store_true", help="list what would be fetched; fetch nothing"
+    )
+    p.set_defaults(func=cmd_retry)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--name", default=None, help="decision set name (default: from the overrides)")
     p.set_defaults(func=cmd_refilter)
+    _add_retry_command(sub)
     p = sub.add_parser("demo", help="end-to-end demo on embedded photos, offline")
     p.add_argument("--out", type=Path, default=Path("demo-run"))
     p.add_argument("--set", dest="overrides", action="append", default=[])

@@ -1,5 +1,5 @@
-"""Reading a shard's download tar (img2dataset's members ``<dl_key>.<ext>``) by dl_key, and
-removing samples from a tar for a takedown.
+"""Reading a shard's download tar (img2dataset's members ``<dl_key>.<ext>``) by dl_key,
+removing samples from a tar for a takedown, and replacing samples after a retry.
 
 Only the headers are read when the tar is opened; an image's bytes are read when asked for,
 so a stage holds one batch of images in memory, never a whole shard.
@@ -7,6 +7,7 @@ so a stage holds one batch of images in memory, never a whole shard.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tarfile
@@ -125,3 +126,47 @@ def remove_samples(path: Path, keys: Collection[str]) -> frozenset[str]:
         finally:
             tmp.unlink(missing_ok=True)
     return held
+
+
+def _copy_kept(
+    src: BinaryIO, members: list[tarfile.TarInfo], keys: Collection[str], out: BinaryIO
+) -> None:
+    """Copy every member of ``src`` outside the sample ``keys`` to ``out``, byte for byte and in
+    order, without the end-of-archive blocks (``_copy_without`` writes those itself)."""
+    position = 0
+    for info in members:
+        if sample_key(info.name) in keys:
+            _copy_range(src, out, position, info.offset)
+            position = _data_end(info)
+    if members:
+        _copy_range(src, out, position, max(position, _data_end(members[-1])))
+
+
+def replace_samples(
+    path: Path, drop: Collection[str], add: list[tuple[tarfile.TarInfo, bytes]]
+) -> None:
+    """Rewrite the tar at ``path``: the members of the sample keys ``drop`` left out, every other
+    member kept byte for byte and in order, then ``add`` appended in the order given.
+
+    A missing tar counts as empty. Atomic: a temp file beside it, then a rename. The same tar
+    and the same arguments give the same bytes, so a retry that is run again rewrites what it
+    wrote before (its members are in ``drop`` the second time).
+    """
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with tmp.open("wb") as out:
+            if path.is_file():
+                with path.open("rb") as src:
+                    with tarfile.open(fileobj=src, mode="r:") as tar:
+                        members = tar.getmembers()
+                    _copy_kept(src, members, frozenset(drop), out)
+            # tarfile starts writing at the file's position and pads the archive to a whole
+            # record from the file's start (TarFile.__init__ takes offset = fileobj.tell()).
+            with tarfile.open(fileobj=out, mode="w") as tar:
+                for info, data in add:
+                    tar.addfile(info, io.BytesIO(data))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
