@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -16,18 +19,85 @@ from manifests import schema as S
 from manifests.layout import RunLayout
 from manifests.report import ShardReport
 
+# Write failures caused by where the output goes, not by what is written, and what fixes them.
+OUTPUT_FIXES: dict[int, str] = {
+    errno.ENOSPC: "free space on its filesystem",
+    errno.EDQUOT: "free space or raise the disk quota",
+    errno.EROFS: "remount its filesystem read-write",
+    errno.EACCES: "give this user write permission to it",
+    errno.EPERM: "give this user write permission to it",
+}
+# Those only a write can raise: from any file operation they still mean the output's disk.
+WRITE_ONLY_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
 
-def _temp_beside(path: Path) -> Path:
-    # Same directory, so the final os.replace is an atomic rename on one filesystem.
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+
+class OutputNotWritable(OSError, RuntimeError):
+    """A write failed because of its destination: disk full, read-only, no permission.
+
+    Its message is one line naming the path, the reason and the fix. It stays an ``OSError``
+    (same errno, ``filename`` the output path) and is a ``RuntimeError`` too, which the CLI
+    reports in one line, like a failed shard. Build it with ``output_error``.
+    """
+
+    def __str__(self) -> str:
+        code = self.errno or 0
+        return (
+            f"cannot write {self.filename}: {os.strerror(code)} "
+            f"({errno.errorcode.get(code, code)}); {OUTPUT_FIXES.get(code, 'make it writable')}, "
+            "then run again: finished shards are kept"
+        )
+
+
+def output_error(err: OSError, path: Path | str) -> OSError:
+    """``err`` as an OutputNotWritable naming ``path`` when its errno is in OUTPUT_FIXES;
+    ``err`` itself otherwise."""
+    if isinstance(err, OutputNotWritable) or err.errno not in OUTPUT_FIXES:
+        return err
+    return OutputNotWritable(err.errno, os.strerror(err.errno), str(path))
+
+
+@contextmanager
+def output_errors(path: Path | str) -> Iterator[None]:
+    """Re-raise a disk error (OUTPUT_FIXES) of the block, which writes ``path``, as an
+    OutputNotWritable naming ``path``; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as err:
+        converted = output_error(err, path)
+        if converted is err:
+            raise
+        raise converted from err
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temp path beside ``path`` for the block to write; renamed to ``path`` when the block
+    ends, so readers see the old file or the whole new one, and removed when it fails (a
+    full disk leaves no half-written temp behind). Disk errors become OutputNotWritable."""
+    with output_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Same directory, so the final os.replace is an atomic rename on one filesystem.
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            yield tmp
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+
+
+def discard_temps(directory: Path, stem: str = "*") -> None:
+    """Remove the temp files that interrupted atomic writes of ``directory/<stem>.*`` left:
+    a killed process reaches neither the rename nor the removal of its temp file."""
+    for tmp in directory.glob(f".{stem}.*.tmp"):
+        tmp.unlink(missing_ok=True)
 
 
 def write_bytes_atomic(data: bytes, path: Path) -> None:
     """Write ``data`` to ``path`` so readers see the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 def write_text_atomic(text: str, path: Path) -> None:
@@ -36,10 +106,8 @@ def write_text_atomic(text: str, path: Path) -> None:
 
 def write_table_atomic(table: pa.Table, path: Path) -> None:
     """Write a Parquet manifest atomically (zstd: small and fast to re-read)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(path)
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
 
 
 def read_manifest(

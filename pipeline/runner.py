@@ -17,7 +17,13 @@ from dataclasses import dataclass, field
 
 from distributed import Client, Future, as_completed
 
-from manifests.io import DoneMarker, read_done, read_stage_reports, write_text_atomic
+from manifests.io import (
+    DoneMarker,
+    output_errors,
+    read_done,
+    read_stage_reports,
+    write_text_atomic,
+)
 from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from manifests.run_record import append_record, finish_record
@@ -247,7 +253,9 @@ def _schedule_stage(
             tracker.skip(stage.name, shard, why)
             continue
         if action is Action.RUN:
-            layout.done_marker(stage.name, shard).unlink(missing_ok=True)
+            marker = layout.done_marker(stage.name, shard)
+            with output_errors(marker):  # a read-only run dir: one line naming the fix
+                marker.unlink(missing_ok=True)
         expected = plan.expected[shard]
         stamp = DoneMarker(ShardReport.empty(stage.name), expected.full, expected.score, run_id)
         future = client.submit(

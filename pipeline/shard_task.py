@@ -1,22 +1,41 @@
 """The one Dask task of the pipeline: run one (stage, shard), idempotently.
 
-It discards the shard's scratch space from any earlier attempt, logs to the shard's own log
-file, calls ``Stage.run_shard`` and writes the done marker (holding the report) last, so a
-shard is either done with its manifest in place or will be recomputed from scratch.
+It discards what earlier attempts left (scratch space, temp files of interrupted atomic
+writes), logs to the shard's own log file, calls ``Stage.run_shard`` and writes the done marker
+(holding the report) last, so a shard is either done with its manifest in place or will be
+recomputed from scratch.
+
+Each attempt gets scratch space of its own, ``RUN/<stage>/_tmp/<shard>/<attempt>/``: when
+Dask reruns the task of a killed worker, a subprocess the dead worker had started (the
+download's img2dataset) may still be running, and must not write into, or delete from, the new
+attempt's files. Disk errors (full, read-only, no permission) end the attempt with a one-line
+``OutputNotWritable``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import shutil
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from manifests.io import DoneMarker, read_marker, write_done
+from manifests.io import (
+    WRITE_ONLY_ERRNOS,
+    DoneMarker,
+    OutputNotWritable,
+    discard_temps,
+    output_error,
+    read_marker,
+    write_done,
+)
+from manifests.layout import RunLayout
 from manifests.report import ShardReport
 from stages.base import Redecider, RunContext, Stage
 
@@ -48,7 +67,31 @@ def shard_log(path: Path) -> Iterator[logging.Logger]:
     finally:
         root.removeHandler(handler)
         root.setLevel(previous_level)
-        handler.close()
+        # On a full disk the final flush fails too: that error must not replace the one that
+        # ended the shard (the log is not an output; logging already reported its failure).
+        with contextlib.suppress(OSError):
+            handler.close()
+
+
+@dataclass(frozen=True)
+class AttemptLayout(RunLayout):
+    """The run layout as one attempt at a shard sees it: its scratch space is its own."""
+
+    attempt: str = ""
+
+    def shard_tmp(self, stage: str, shard: int) -> Path:
+        return super().shard_tmp(stage, shard) / self.attempt
+
+
+@dataclass(frozen=True)
+class AttemptContext(RunContext):
+    """The run context of one attempt (see the module docstring)."""
+
+    attempt: str = ""
+
+    @property
+    def layout(self) -> RunLayout:
+        return AttemptLayout(self.run_dir, self.attempt)
 
 
 def run_shard_task(
@@ -63,8 +106,27 @@ def run_shard_task(
     done = read_marker(layout, stage.name, shard)
     if done is not None and done.fingerprint == stamp.fingerprint:
         return done.report
-    tmp = layout.shard_tmp(stage.name, shard)
-    shutil.rmtree(tmp, ignore_errors=True)
+    scratch = layout.shard_tmp(stage.name, shard)  # every attempt's scratch space
+    try:
+        shutil.rmtree(scratch, ignore_errors=True)
+        discard_temps(layout.stage_dir(stage.name), f"{shard:05d}")
+        discard_temps(layout.done_marker(stage.name, shard).parent, f"{shard:05d}")
+        attempt = AttemptContext(ctx.run_dir, uuid.uuid4().hex)
+        report = _attempt(stage, shard, attempt, stamp, redecide)
+    except OutputNotWritable:
+        raise
+    except OSError as err:  # e.g. the log or scratch space on a full disk
+        if err.errno not in WRITE_ONLY_ERRNOS:
+            raise
+        raise output_error(err, err.filename or layout.stage_dir(stage.name)) from err
+    shutil.rmtree(scratch, ignore_errors=True)
+    return report
+
+
+def _attempt(
+    stage: Stage, shard: int, ctx: RunContext, stamp: DoneMarker, redecide: bool
+) -> ShardReport:
+    layout = ctx.layout
     with shard_log(layout.shard_log(stage.name, shard)) as log:
         log.info("start %s shard %05d%s", stage.name, shard, " (re-decide)" if redecide else "")
         t0 = time.perf_counter()
@@ -77,7 +139,6 @@ def run_shard_task(
         report = dataclasses.replace(report, seconds=seconds)
         write_done(layout, report, stamp)
         log.info("done: in=%d out=%d dropped=%s", report.n_in, report.n_out, report.dropped)
-    shutil.rmtree(tmp, ignore_errors=True)
     return report
 
 

@@ -215,10 +215,11 @@ def apply_takedown(run_dir: Path, list_file: Path) -> TakedownResult:
     unpublished = _unpublish(layout, published, set(listed))
     places = _published_places(layout, unpublished.removed)
     add_places(places, _purge_shards(layout, by_shard))
+    # Before finalize, which also clears stale temp files from RUN/shards: each is listed.
+    scratch = discard_scratch(layout, by_shard)
     name = json.loads(published_path(layout).read_text(encoding="utf-8"))["dataset_name"]
     finalize(layout, unpublished.shards, name)  # after step 2: the card counts its markers
     _rewrite_manifests(layout, read_assignment(layout), register)
-    scratch = discard_scratch(layout, by_shard)
     audit = place(layout, layout.audit_report)
     add_places(places, {sid: {audit} for sid in purge_audit_report(layout, listed)})
     result = TakedownResult(

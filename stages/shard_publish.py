@@ -3,7 +3,8 @@
 ``finalize`` rewrites all of them from the list of published tars; the listed tars themselves
 are never touched here, so a takedown that rebuilt one tar leaves every other tar as it was.
 Tars of an earlier publication that the list no longer names (a republication cut into fewer
-tars) are deleted with their indexes: the corpus directory holds exactly what is published.
+tars) are deleted with their indexes, and so are the temp files of writes a killed worker left
+(its task was rerun elsewhere): the corpus directory holds exactly what is published.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 from dataclasses import asdict
 from pathlib import Path
 
-from manifests.io import write_text_atomic
+from manifests.io import discard_temps, write_text_atomic
 from manifests.layout import RunLayout
 from stages.shard_card import render_card
 from stages.shard_writer import OutShard, index_name, publish_dir
@@ -79,7 +80,9 @@ def finalize(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> No
 
 
 def _remove_unlisted(out: Path, names: set[str]) -> None:
-    """Delete the published tars (and indexes) of an earlier publication not in ``names``."""
+    """Delete the published tars (and indexes) of an earlier publication not in ``names``,
+    and temp files of interrupted writes (every writer of the publication has finished)."""
+    discard_temps(out)
     for tar in sorted(out.glob("*.tar")):
         if _TAR_NAME.match(tar.name) and tar.name not in names:
             tar.unlink()

@@ -8,8 +8,6 @@ takedown rebuild of the same samples) always yields the same file.
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from manifests import schema as S
-from manifests.io import write_table_atomic
+from manifests.io import atomic_path, write_table_atomic
 from manifests.layout import RunLayout
 from stages.download_tar import find_member, open_download_tar, read_member
 from stages.shard_records import (
@@ -128,11 +126,9 @@ def write_output_tar(
     parts = _read_parts(layout, rows)
     images = _read_images(layout, parts)
     out_dir = publish_dir(layout)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".{name}.{uuid.uuid4().hex}.tmp"
     index: list[dict] = []
     offset = 0
-    with tmp.open("wb") as stream:
+    with atomic_path(out_dir / name) as tmp, tmp.open("wb") as stream:
         writer = TarWriter(
             stream, user="", group="", mode=_TAR_MODE, mtime=_TAR_MTIME, encoder=False
         )
@@ -145,7 +141,6 @@ def write_output_tar(
             index.append(_index_row(row, position, key, sorted(members), offset, size))
             offset += size
         writer.close()
-    os.replace(tmp, out_dir / name)
     table = pa.Table.from_pylist(index, schema=S.schema_for(INDEX_COLUMNS))
     write_table_atomic(table, out_dir / index_name(name))
     return describe(out_dir, name, len(index))
