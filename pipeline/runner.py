@@ -252,26 +252,41 @@ def _schedule_stage(
         if why:
             tracker.skip(stage.name, shard, why)
             continue
-        if action is Action.RUN:
-            marker = layout.done_marker(stage.name, shard)
-            with output_errors(marker):  # a read-only run dir: one line naming the fix
-                marker.unlink(missing_ok=True)
-        expected = plan.expected[shard]
-        stamp = DoneMarker(ShardReport.empty(stage.name), expected.full, expected.score, run_id)
-        future = client.submit(
-            run_shard_task,
-            stage,
-            shard,
-            ctx,
-            stamp,
-            action is Action.REDECIDE,
-            *([dep] if dep is not None else []),
-            key=f"{stage.name}-{shard:05d}-{run_id}",
-            retries=tracker.retries,
-            resources=resources,
-            pure=False,
-        )
+        future = _submit(stage, shard, action, plan, ctx, tracker, run_id, resources, dep)
         tracker.add(stage.name, shard, future, stage.upstream)
+
+
+def _submit(
+    stage: Stage,
+    shard: int,
+    action: Action,
+    plan: StagePlan,
+    ctx: RunContext,
+    tracker: _Tracker,
+    run_id: str,
+    resources: dict[str, float] | None,
+    dep: Future | None,
+) -> Future:
+    """One shard's task, stamped with the fingerprints its done marker will carry."""
+    if action is Action.RUN:
+        marker = ctx.layout.done_marker(stage.name, shard)
+        with output_errors(marker):  # a read-only run dir: one line naming the fix
+            marker.unlink(missing_ok=True)
+    expected = plan.expected[shard]
+    stamp = DoneMarker(ShardReport.empty(stage.name), expected.full, expected.score, run_id)
+    return tracker.client.submit(
+        run_shard_task,
+        stage,
+        shard,
+        ctx,
+        stamp,
+        action is Action.REDECIDE,
+        *([dep] if dep is not None else []),
+        key=f"{stage.name}-{shard:05d}-{run_id}",
+        retries=tracker.retries,
+        resources=resources,
+        pure=False,
+    )
 
 
 def _blocked(
