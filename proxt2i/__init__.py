@@ -10,7 +10,8 @@ from pydantic import BaseModel
 
 from proxt2i.objectives.eps_mse import EpsMseConfig
 from proxt2i.objectives.prox_matching import ProxMatchingConfig
-from proxt2i.rewards import ClipScoreConfig, FaceQualityConfig
+from proxt2i.reward_aesthetic import AestheticConfig
+from proxt2i.rewards import ClipScoreConfig, FaceDetectedConfig, FaceQualityConfig
 from proxt2i.samplers.pda_backward import PdaBackwardConfig
 from proxt2i.samplers.pda_hybrid import PdaHybridConfig
 from proxt2i.samplers.score_ode import ScoreOdeConfig
@@ -35,5 +36,7 @@ TEXT_ENCODERS: dict[str, type[BaseModel]] = {
 
 REWARDS: dict[str, type[BaseModel]] = {
     "face_quality": FaceQualityConfig,
+    "face_detected": FaceDetectedConfig,
     "clip_score": ClipScoreConfig,
+    "aesthetic": AestheticConfig,
 }

@@ -1,4 +1,4 @@
-"""Library entry points behind `laionface train | sample | evaluate`."""
+"""Library entry points behind `laionface train | sample | evaluate | finetune`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from proxt2i import SAMPLERS
 from proxt2i.config import ConfigError, load_config
 from proxt2i.evaluate import EvalPlan, reference_images, run_evaluation
 from proxt2i.generate import generate, load_model
+from proxt2i.record import check_plan
 from proxt2i.report import save_grid
-from proxt2i.rewards import ClipScoreConfig, FaceQualityConfig, Reward
+from proxt2i.rewards import ClipScoreConfig, FaceDetectedConfig, FaceQualityConfig, Reward
 from proxt2i.samplers.base import Sampler
 from proxt2i.train import run_training
 
@@ -47,6 +48,7 @@ def sample(
     """Write OUT/<index>.png per image and OUT/grid.png; returns OUT."""
     if not prompts:
         raise ConfigError("give at least one --prompt")
+    check_plan(Path(ckpt), [_sampler(sampler).name], [steps], guidance)
     model = load_model(Path(ckpt), _device(device))
     batch = [p for p in prompts for _ in range(images_per_prompt)]
     images = generate(model, _sampler(sampler), batch, steps, guidance, seed)
@@ -56,6 +58,14 @@ def sample(
         Image.fromarray(im).save(out / f"{i:04d}.png")
     save_grid(images, out / "grid.png")
     return out
+
+
+def finetune(ckpt: Path, config_path: Path, overrides: list[str]) -> Path:
+    """GRPO fine-tune (or resume) per the YAML file; returns the last checkpoint dir."""
+    from proxt2i.finetune import run_finetune
+    from proxt2i.finetune_config import load_finetune_config
+
+    return run_finetune(Path(ckpt), load_finetune_config(Path(config_path), overrides))
 
 
 def read_prompts(path: Path) -> list[str]:
@@ -82,13 +92,19 @@ def evaluate(
     images_per_prompt: int = 1,
     device: str | None = None,
 ) -> Path:
-    """Evaluate every (sampler, steps); returns the path of OUT/metrics.json."""
+    """Evaluate every (sampler, steps); returns the path of OUT/metrics.json.
+
+    Every combination is checked against the checkpoint's training record before any sampling.
+    """
     for name in samplers:
         _sampler(name)
+    check_plan(Path(ckpt), samplers, steps, guidance)
     model = load_model(Path(ckpt), _device(device))
     prompts = [p for p in read_prompts(prompts_file) for _ in range(images_per_prompt)]
     ref = reference_images(reference, model.cfg.data.resolution, n_reference) if reference else None
-    rewards: list[Reward] = [FaceQualityConfig().build()] if face_reward else []
+    rewards: list[Reward] = []
+    if face_reward:  # detection rate and sharpness, reported separately
+        rewards += [FaceDetectedConfig().build(), FaceQualityConfig().build()]
     if clip is not None:
         rewards.append(clip.build())
     plan = EvalPlan(tuple(samplers), tuple(steps), tuple(prompts), guidance, seed)

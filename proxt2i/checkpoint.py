@@ -2,7 +2,9 @@
 
 OUT/checkpoints/step_XXXXXXX/
     <family>.pt     {"model", "ema", "ema_n", "optimizer"} for each trained network
-    state.json      {"step", "families", "net_args"}: net_args are the EpsUNet constructor args
+    state.json      {"step", "families", "net_args", "trained_for"[, "finetune"]}: net_args are
+                    the EpsUNet constructor args, trained_for the TrainingRecord (record.py),
+                    finetune the GRPO run's state when the checkpoint is a fine-tune
     config.yaml     the resolved TrainConfig
 """
 
@@ -20,6 +22,7 @@ import yaml
 
 from proxt2i.config import ConfigError, TrainConfig, dump_config, validate_tree
 from proxt2i.model import EpsUNet
+from proxt2i.record import RECORD_KEY, TrainingRecord, record_from_config
 
 
 @dataclass(frozen=True)
@@ -43,16 +46,27 @@ def latest_checkpoint(out_dir: Path) -> Path | None:
 
 
 def save_checkpoint(
-    cfg: TrainConfig, step: int, args: NetArgs, states: Mapping[str, dict[str, Any]]
+    cfg: TrainConfig,
+    step: int,
+    args: NetArgs,
+    states: Mapping[str, dict[str, Any]],
+    record: TrainingRecord | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write every file to a temp dir, then rename: a checkpoint with state.json is complete."""
+    """Write every file to a temp dir, then rename: a checkpoint with state.json is complete.
+
+    `record` defaults to the one the config describes (a training run); a fine-tune passes its
+    source's. `extra` adds keys to state.json.
+    """
     final = checkpoint_dir(cfg.out_dir, step)
     tmp = final.with_name(final.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
     for family, state in states.items():
         torch.save(state, tmp / f"{family}.pt")
     (tmp / "config.yaml").write_text(dump_config(cfg))
-    meta = {"step": step, "families": sorted(states), "net_args": args.__dict__}
+    meta: dict[str, Any] = {"step": step, "families": sorted(states), "net_args": args.__dict__}
+    meta[RECORD_KEY] = (record or record_from_config(cfg)).to_json()
+    meta.update(extra or {})
     (tmp / "state.json").write_text(json.dumps(meta, indent=2))
     if final.exists():
         for f in final.iterdir():

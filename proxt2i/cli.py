@@ -1,4 +1,5 @@
-"""Argument parsing for `laionface train | sample | evaluate`; handlers call proxt2i.api."""
+"""Argument parsing for `laionface train | sample | evaluate | finetune | record-training`;
+handlers call proxt2i.api."""
 
 from __future__ import annotations
 
@@ -77,8 +78,22 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from proxt2i import api
+
+    print(api.finetune(args.ckpt, args.config, args.set))
+    return 0
+
+
+def _record_training(args: argparse.Namespace) -> int:
+    from proxt2i.record import add_record
+
+    print(f"{args.ckpt}: trained for {add_record(args.ckpt).describe()}")
+    return 0
+
+
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Register train, sample and evaluate; each sets func=handler(args) -> int."""
+    """Register the proxt2i subcommands; each sets func=handler(args) -> int."""
     p = subparsers.add_parser("train", help="train ProxT2I from a YAML config")
     p.add_argument("config", type=Path)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
@@ -105,6 +120,23 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-architecture", type=Path, help="open_clip model config JSON")
     p.add_argument("--no-face-reward", action="store_true")
     p.set_defaults(func=_evaluate)
+    _add_checkpoint_commands(subparsers)
+
+
+def _add_checkpoint_commands(subparsers: argparse._SubParsersAction) -> None:
+    """finetune and record-training: commands that write a checkpoint from a checkpoint."""
+    p = subparsers.add_parser("finetune", help="GRPO reward fine-tuning of a checkpoint")
+    p.add_argument("ckpt", type=Path)
+    p.add_argument("config", type=Path, help="fine-tuning YAML (docs/proxt2i.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.set_defaults(func=_finetune)
+
+    p = subparsers.add_parser(
+        "record-training",
+        help="write what an old checkpoint was trained for, from its config.yaml",
+    )
+    p.add_argument("ckpt", type=Path)
+    p.set_defaults(func=_record_training)
 
 
 def _common_sampling(p: argparse.ArgumentParser) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,6 +17,7 @@ TextEncoderConfig = Annotated[
     MiniLmConfig | OpenClipTextConfig | HfTextConfig, Field(discriminator="type")
 ]
 ObjectiveConfig = Annotated[ProxMatchingConfig | EpsMseConfig, Field(discriminator="type")]
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -89,8 +90,8 @@ def apply_override(tree: dict[str, Any], assignment: str) -> None:
         node[last] = value
 
 
-def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
-    """Read, override and validate; any problem is a one-line ConfigError."""
+def read_tree(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping at `path` with `key.sub=value` overrides applied."""
     if not Path(path).is_file():
         raise ConfigError(f"config file not found: {path}")
     tree = yaml.safe_load(Path(path).read_text()) or {}
@@ -100,16 +101,26 @@ def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> Trai
         tree["objectives"] = [dict(o) for o in tree["objectives"]]
     for assignment in overrides:
         apply_override(tree, assignment)
-    return validate_tree(tree, str(path))
+    return tree
 
 
-def validate_tree(tree: dict[str, Any], source: str) -> TrainConfig:
+def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read, override and validate; any problem is a one-line ConfigError."""
+    return validate_tree(read_tree(path, overrides), str(path))
+
+
+def validate_as(model: type[M], tree: dict[str, Any], source: str) -> M:
+    """Validate a tree as `model`; the first error becomes `source: dotted.key: message`."""
     try:
-        return TrainConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"])
         raise ConfigError(f"{source}: {where}: {err['msg']}") from None
+
+
+def validate_tree(tree: dict[str, Any], source: str) -> TrainConfig:
+    return validate_as(TrainConfig, tree, source)
 
 
 def dump_config(cfg: TrainConfig) -> str:

@@ -4,6 +4,7 @@ Guidance is applied to eps for both families: eps = eps_u + w (eps_c - eps_u). F
 network this is our reading of "proximal CFG" (ProxT2I): the guided prox is
 y - sqrt(lambda) eps_guided, i.e. the same affine mix of the conditional and unconditional
 proximal outputs. w = 1 is the conditional model alone (one network call per step).
+Every generation is checked against the checkpoint's training record first (record.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from proxt2i.checkpoint import NetArgs, load_ema_net, read_checkpoint_meta
 from proxt2i.config import TrainConfig
 from proxt2i.model import EpsUNet
+from proxt2i.record import TrainingRecord, check_sampling, read_record
 from proxt2i.samplers.base import EpsFn, Sampler
 from proxt2i.space import ModelSpace, build_space
 from proxt2i.text import TextEncoder
@@ -25,7 +27,8 @@ from proxt2i.text import TextEncoder
 
 @dataclass
 class LoadedModel:
-    """A checkpoint ready for sampling: EMA networks per family, text encoder, model space."""
+    """A checkpoint ready for sampling: EMA networks per family, text encoder, model space,
+    and what the networks were trained for (`ckpt` names the checkpoint in refusals)."""
 
     cfg: TrainConfig
     nets: dict[str, EpsUNet]
@@ -33,15 +36,20 @@ class LoadedModel:
     space: ModelSpace
     args: NetArgs
     device: torch.device
+    ckpt: Path
+    record: TrainingRecord
 
 
 @functools.lru_cache(maxsize=2)
 def load_model(ckpt: Path, device: str = "cpu") -> LoadedModel:
+    """Refuses a checkpoint without a training record before loading any weights."""
+    record = read_record(ckpt)
     cfg, meta = read_checkpoint_meta(ckpt)
     dev = torch.device(device)
     nets = {fam: load_ema_net(ckpt, fam, dev) for fam in meta["families"]}
     space = build_space(cfg.vae_path, cfg.data.resolution, dev)
-    return LoadedModel(cfg, nets, cfg.text_encoder.build(), space, NetArgs(**meta["net_args"]), dev)
+    args = NetArgs(**meta["net_args"])
+    return LoadedModel(cfg, nets, cfg.text_encoder.build(), space, args, dev, Path(ckpt), record)
 
 
 def guided_eps(net: EpsUNet, ctx: torch.Tensor, null: torch.Tensor, w: float) -> EpsFn:
@@ -74,13 +82,12 @@ def generate(
     guidance: float,
     seed: int,
 ) -> np.ndarray:
-    """One image per prompt, uint8 (B, H, W, 3); deterministic given the seed."""
-    net = model.nets.get(sampler.family)
-    if net is None:
-        raise ValueError(
-            f"sampler {sampler.name} needs a {sampler.family} network; this checkpoint has "
-            f"{sorted(model.nets)} (add the matching objective to the training config)"
-        )
+    """One image per prompt, uint8 (B, H, W, 3); deterministic given the seed.
+
+    Raises ConfigError when the checkpoint was not trained for (sampler, steps, guidance).
+    """
+    check_sampling(model.ckpt, model.record, sampler.name, steps, guidance)
+    net = model.nets[sampler.family]
     gen = torch.Generator().manual_seed(seed)
     shape = (len(prompts), model.args.channels, model.args.sample_size, model.args.sample_size)
     noise = torch.randn(shape, generator=gen).to(model.device)

@@ -2,8 +2,11 @@
 
 `face_quality` uses the pipeline's own face detector and sharpness score (package `filters`,
 imported lazily): the reward of an image is the sharpness of its most confident face, 0 when no
-face is found. `clip_score` is 100 * max(cos(image, text), 0) with an open_clip model from a
-local checkpoint (the torchmetrics convention for CLIPScore, Hessel et al. 2021).
+face is found. `face_detected` is 1 when that detector finds a face, else 0 (its mean is the
+detection rate), so detection and sharpness are reported separately: sharpness alone is a
+Laplacian variance, which added noise raises. `clip_score` is 100 * max(cos(image, text), 0)
+with an open_clip model from a local checkpoint (the torchmetrics convention for CLIPScore,
+Hessel et al. 2021).
 """
 
 from __future__ import annotations
@@ -44,6 +47,17 @@ class FaceQualityReward:
         return out
 
 
+class FaceDetectedReward:
+    name = "face_detected"
+
+    def __init__(self, detector: Any) -> None:
+        self.detector = detector
+
+    def score(self, images: np.ndarray, prompts: list[str]) -> np.ndarray:
+        found = [bool(self.detector.detect(np.ascontiguousarray(im))) for im in images]
+        return np.asarray(found, dtype=np.float64)
+
+
 class ClipScoreReward:
     name = "clip_score"
 
@@ -74,7 +88,16 @@ class FaceQualityConfig(BaseModel):
     detector: Literal["dlib"] = "dlib"  # key into filters.DETECTORS
 
     def build(self) -> FaceQualityReward:
-        return _face_reward(self.detector)
+        return FaceQualityReward(_detector(self.detector))
+
+
+class FaceDetectedConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    type: Literal["face_detected"] = "face_detected"
+    detector: Literal["dlib"] = "dlib"  # key into filters.DETECTORS
+
+    def build(self) -> FaceDetectedReward:
+        return FaceDetectedReward(_detector(self.detector))
 
 
 class ClipScoreConfig(BaseModel):
@@ -89,9 +112,9 @@ class ClipScoreConfig(BaseModel):
 
 
 @functools.lru_cache(maxsize=2)
-def _face_reward(detector_key: str) -> FaceQualityReward:
-    """One detector per process."""
+def _detector(detector_key: str) -> Any:
+    """One detector per process, shared by the face rewards."""
     import importlib
 
     detectors = importlib.import_module("filters").DETECTORS
-    return FaceQualityReward(detectors[detector_key]().build())
+    return detectors[detector_key]().build()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -48,6 +50,25 @@ def write_shard(path: Path, images: list[np.ndarray], start: int) -> None:
             )
 
 
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: these networks are too small to gain from more, and on a shared
+    machine torch's spinning worker threads make each call up to 100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread() -> Iterator[None]:
+    """Every proxt2i test module runs single-threaded (restored after it, for other packages)."""
+    with one_thread():
+        yield
+
+
 @pytest.fixture(scope="session")
 def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Two tar shards of 8 real photos each; returns the brace pattern."""
@@ -58,6 +79,9 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(root / "{00000..00001}.tar")
 
 
+TEST_STEP_COUNTS = [2, 3, 5]  # the grids the tests sample on, so the guards allow them
+
+
 def cpu_config(shards: str, out_dir: Path, steps: int = 3) -> dict:
     """The CPU preset with test-sized overrides (both objectives, so every sampler works)."""
     base = Path(__file__).parents[2] / "configs" / "proxt2i-cpu.yaml"
@@ -65,6 +89,7 @@ def cpu_config(shards: str, out_dir: Path, steps: int = 3) -> dict:
     tree["out_dir"] = str(out_dir)
     tree["steps"] = steps
     tree["data"].update(shards=shards, batch_size=4, shuffle_buffer=8)
+    tree["objectives"][0]["step_counts"] = TEST_STEP_COUNTS
     return tree
 
 
@@ -75,7 +100,24 @@ def tiny_checkpoint(shards: str, tmp_path_factory: pytest.TempPathFactory) -> Pa
     root = tmp_path_factory.mktemp("run")
     cfg = root / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(cpu_config(shards, root / "out")))
-    return api.train(cfg, [])
+    with one_thread():  # session fixtures are set up before the module-scoped single_thread
+        return api.train(cfg, [])
+
+
+@pytest.fixture(scope="session")
+def backward_checkpoint(shards: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One step of a prox-only network for pda_backward at N = 10, without caption dropout."""
+    from proxt2i import api
+
+    root = tmp_path_factory.mktemp("backward")
+    tree = cpu_config(shards, root / "out", steps=1)
+    tree["objectives"] = [
+        {"type": "prox_matching", "discretization": "backward", "step_counts": [10]}
+    ]
+    tree["data"]["caption_dropout"] = 0.0
+    (root / "c.yaml").write_text(yaml.safe_dump(tree))
+    with one_thread():
+        return api.train(root / "c.yaml", [])
 
 
 TINY_CLIP = {

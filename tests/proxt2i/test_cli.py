@@ -38,6 +38,26 @@ def test_evaluate_parses_lists() -> None:
     assert args.reference == "s/{0..1}.tar" and args.guidance == 1.0
 
 
+def test_finetune_and_record_training_parse() -> None:
+    args = parser().parse_args(["finetune", "ck", "ft.yaml", "--set", "grpo.steps=5"])
+    assert (args.ckpt, args.config, args.set) == (Path("ck"), Path("ft.yaml"), ["grpo.steps=5"])
+    assert parser().parse_args(["record-training", "ck"]).ckpt == Path("ck")
+
+
+def test_bad_finetune_config_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pipeline.cli import main
+
+    cfg = tmp_path / "ft.yaml"
+    cfg.write_text("out_dir: x\niterations: 1\nprompts: p\nheldout_prompts: h\n"
+                   "reward: {type: face_quality}\ngrpo: {stepz: 3}\n")  # fmt: skip
+    assert main(["finetune", str(tmp_path / "ck"), str(cfg)]) == 2  # before the checkpoint
+    assert capsys.readouterr().err.strip() == (
+        f"laionface finetune: {cfg}: grpo.stepz: Extra inputs are not permitted"
+    )
+
+
 def test_bad_steps_is_an_argparse_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         parser().parse_args(["evaluate", "ck", "--prompts", "p", "--steps", "5,x", "--out", "o"])

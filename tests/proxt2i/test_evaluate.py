@@ -11,7 +11,7 @@ from PIL import Image
 
 from proxt2i import REWARDS, api
 from proxt2i.fid import frechet_distance, inception_features
-from proxt2i.rewards import ClipScoreConfig, FaceQualityConfig
+from proxt2i.rewards import ClipScoreConfig, FaceDetectedConfig, FaceQualityConfig
 
 
 def test_face_quality_reward_uses_the_pipeline_detector() -> None:
@@ -22,6 +22,7 @@ def test_face_quality_reward_uses_the_pipeline_detector() -> None:
     # sharpness of Eileen Collins' face (dlib box, Laplacian variance); no face in the coffee cup
     assert scores[0] == pytest.approx(140.108, rel=1e-3)
     assert scores[1] == 0.0
+    assert FaceDetectedConfig().build().score(images, ["a woman", "coffee"]).tolist() == [1.0, 0.0]
 
 
 def test_fid_of_a_set_with_itself_is_zero_and_grows_with_noise() -> None:
@@ -63,6 +64,7 @@ def test_evaluator_writes_json_plot_and_grids(
         assert r["fid"] > 0
         assert 0 <= r["clip_score"] <= 100
         assert r["face_quality"] == 0.0  # 16-px samples of a 3-step model hold no face
+        assert r["face_detected"] == 0.0
         assert r["seconds_per_image"] > 0
     assert Image.open(tmp_path / "eval" / "metrics.png").size[0] > 100
     grid = Image.open(tmp_path / "eval" / "grids" / "pda_hybrid_0003.png")
@@ -80,7 +82,7 @@ def test_evaluator_rejects_bad_inputs_before_sampling(
 
 
 def test_reward_registry() -> None:
-    assert sorted(REWARDS) == ["clip_score", "face_quality"]
+    assert sorted(REWARDS) == ["aesthetic", "clip_score", "face_detected", "face_quality"]
 
 
 @pytest.mark.parametrize(("n", "d"), [(6, 20), (50, 20)])

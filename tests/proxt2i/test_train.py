@@ -102,8 +102,12 @@ def test_unknown_sampler_and_missing_family_are_clear_errors(
     tree["objectives"] = tree["objectives"][:1]
     (tmp_path / "p.yaml").write_text(yaml.safe_dump(tree))
     ckpt = api.train(tmp_path / "p.yaml", [])
-    with pytest.raises(ValueError, match="sampler score_ode needs a score network"):
+    with pytest.raises(ConfigError) as caught:
         api.sample(ckpt, ["x"], 2, "score_ode", 1.0, 0, tmp_path / "y")
+    assert str(caught.value) == (
+        f"checkpoint {ckpt} was trained for pda_hybrid with N in {{2, 3, 5}}; asked score_ode "
+        "with N=2; use --sampler pda_hybrid or retrain with an eps_mse objective"
+    )
 
 
 def test_config_errors_name_the_offending_key(tmp_path: Path) -> None:
