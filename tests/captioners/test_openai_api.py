@@ -27,6 +27,8 @@ from captioners import (
     get_prompt,
 )
 
+SLOW_S = 30.0
+
 
 @dataclass
 class FakeServer:
@@ -63,7 +65,9 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                     server.in_flight -= 1
 
         def _answer(self, behaviour: str, number: int) -> None:
-            time.sleep(1.0 if behaviour == "slow" else server.delay_s)
+            # "slow" answers far beyond any timeout a test sets, so a loaded machine cannot make
+            # it arrive in time; good answers get timeouts far above their milliseconds.
+            time.sleep(SLOW_S if behaviour == "slow" else server.delay_s)
             if behaviour in ("429", "500", "503", "400"):
                 self.send_response(int(behaviour))
                 self.send_header("Retry-After", "0")
@@ -142,7 +146,7 @@ def test_retries_429_and_5xx_with_backoff(server: FakeServer, photos: dict) -> N
 
 def test_slow_reply_times_out_and_is_retried(server: FakeServer, photos: dict) -> None:
     server.script.append("slow")
-    captioner = _config(server, timeout_s=0.3, max_retries=1).build()
+    captioner = _config(server, timeout_s=3.0, max_retries=1).build()
     [raw] = captioner.caption([photos["coffee"]], [CaptionContext("c")])
     assert raw.text == "The image shows person 2 smiling."
 
@@ -180,7 +184,7 @@ def test_client_error_fails_one_sample_and_the_fallback_captions_it(
 
 
 def test_concurrency_limit_and_short_captions(server: FakeServer, photos: dict) -> None:
-    server.delay_s = 0.2
+    server.delay_s = 0.5  # long enough that two requests overlap even on a loaded machine
     captioner = _config(server, concurrency=2, short_caption=True, short_max_tokens=20).build()
     images = [photos[name] for name in ("astronaut", "coffee", "rocket", "grace_hopper")]
     raws = captioner.caption(images, [CaptionContext(str(i)) for i in range(4)])
