@@ -3,12 +3,14 @@
 The production backend on GPU: boxes, 5 keypoints and detection score from the pack's detector,
 plus head pose (``landmark_3d_68``) and age/gender (``genderage``) when the pack has them.
 Nothing is downloaded: a missing or incomplete pack is a config error naming the expected
-directory, and a ``MissingModelError`` if it has gone by the time the detector is built.
+directory, and a one-line ``MissingModelError`` when the detector is built if the pack has gone
+since, or holds no model that insightface takes for a face detector.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +37,11 @@ PACK_DETECTORS: dict[str, str] = {
 MODULE_FILES: dict[str, str] = {"landmark_3d_68": "1k3d68.onnx", "genderage": "genderage.onnx"}
 # InsightFace's V2 model-package manifest (insightface.model_zoo.package_manifest).
 PACK_MANIFEST = "manifest.json"
+# insightface routes a model with at least this many outputs to SCRFD, its detector
+# (insightface.model_zoo.model_zoo.ModelRouter.get_model: 6/9 outputs for 3 strides, 10/15 for 5).
+DETECTOR_MIN_OUTPUTS = 5
+
+logger = logging.getLogger(__name__)
 
 
 def pack_problem(pack_dir: Path, pack: str) -> str | None:
@@ -126,6 +133,40 @@ class InsightFaceDetectorConfig(BaseModel):
         return InsightFaceDetector(self)
 
 
+def _is_detector(path: Path) -> bool:
+    """Whether insightface would take ``path`` for its face detector (by its outputs)."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load_model(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError):
+        return False  # unreadable: insightface could not use it either
+    return len(model.graph.output) >= DETECTOR_MIN_OUTPUTS
+
+
+def detector_problem(pack_dir: Path, pack: str) -> str | None:
+    """Why ``FaceAnalysis`` would find no face detector in ``pack_dir``, or None.
+
+    Without one, insightface fails on a bare ``assert "detection" in self.models``. A V2
+    package names its detector in its manifest, which insightface checks with a message.
+    """
+    if (pack_dir / PACK_MANIFEST).is_file():
+        return None
+    models = sorted(pack_dir.glob("*.onnx"))
+    if not models:
+        return f"no .onnx files in {pack_dir}"
+    # The pack's named detector first: one small file is read in the usual case.
+    named = pack_dir / PACK_DETECTORS.get(pack, "")
+    if any(_is_detector(path) for path in sorted(models, key=lambda path: path != named)):
+        return None
+    names = ", ".join(path.name for path in models)
+    return (
+        f"none of its models ({names}) in {pack_dir} is a face detector (an SCRFD or "
+        f"RetinaFace .onnx with {DETECTOR_MIN_OUTPUTS} or more outputs)"
+    )
+
+
 @functools.lru_cache(maxsize=2)
 def _load(config: InsightFaceDetectorConfig) -> Any:
     """Build and prepare ``FaceAnalysis`` once per process and config."""
@@ -139,7 +180,17 @@ def _load(config: InsightFaceDetectorConfig) -> Any:
         name=str(config.pack_dir()), allowed_modules=list(config.modules), providers=providers
     )
     ctx_id = device.insightface_ctx_id(providers)
-    app.prepare(ctx_id=ctx_id, det_thresh=config.det_thresh, det_size=(config.det_size,) * 2)
+    det_size = (config.det_size,) * 2
+    app.prepare(ctx_id=ctx_id, det_thresh=config.det_thresh, det_size=det_size)
+    logger.info(
+        "InsightFace %s: modules %s, providers %s, ctx_id %d, det_size %s, det_thresh %s",
+        config.pack_dir(),
+        sorted(app.models),
+        providers,
+        ctx_id,
+        det_size,
+        config.det_thresh,
+    )
     return app
 
 
@@ -147,11 +198,11 @@ class InsightFaceDetector:
     """``FaceDetector`` over ``insightface.app.FaceAnalysis``."""
 
     def __init__(self, config: InsightFaceDetectorConfig) -> None:
-        pack_dir = config.pack_dir()
-        if not any(pack_dir.glob("*.onnx")):
+        problem = detector_problem(config.pack_dir(), config.pack)
+        if problem is not None:
             raise MissingModelError(
-                f"InsightFace pack {config.pack!r} not found: expected its .onnx files in "
-                f"{pack_dir} (set model_root; nothing is downloaded)"
+                f"InsightFace pack {config.pack!r} has no face detector: {problem}; set "
+                "model_root (and pack) to a pack with one (nothing is downloaded)"
             )
         self.config = config
 
