@@ -9,17 +9,16 @@ after ``slow_s``); ``/redirect/<name>.jpg`` (302 to the photo); ``/html`` (a pag
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 from PIL import Image, ImageFilter
+
+from pipeline.loopback import QuietHandler, serve_loopback
 
 
 def _skimage(name: str) -> Callable[[], Image.Image]:
@@ -81,7 +80,7 @@ def photo_bytes(name: str, quality: int = 92) -> bytes:
     return buffer.getvalue()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     # Far above any download timeout the demo or the tests use, so a loaded machine can never
     # turn the slow route's timeout into a success (or a success into a timeout).
     slow_s: float = 30.0
@@ -112,30 +111,12 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(
         self, code: int, body: bytes, ctype: str, headers: dict[str, str] | None = None
     ) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        # The client may have given up already: timeouts are part of the tests.
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-            self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return  # quiet: the tests and the demo read manifests, not access logs
+        self.send((code, {"Content-Type": ctype, **(headers or {})}, body))
 
 
 @contextmanager
 def serve_photos(slow_s: float = _Handler.slow_s) -> Iterator[str]:
     """Serve on 127.0.0.1 (a free port) in a daemon thread; yields the base URL."""
     handler = type("PhotoHandler", (_Handler,), {"slow_s": slow_s})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="demo-photos", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve_loopback(handler, "demo-photos") as port:
+        yield f"http://127.0.0.1:{port}"

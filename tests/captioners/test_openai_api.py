@@ -10,7 +10,6 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import numpy as np
@@ -26,6 +25,7 @@ from captioners import (
     caption_batch,
     get_prompt,
 )
+from pipeline.loopback import QuietHandler, Response, serve_loopback
 
 SLOW_S = 30.0
 
@@ -44,11 +44,8 @@ class FakeServer:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep test output clean
-            pass
-
+def _handler(server: FakeServer) -> type[QuietHandler]:
+    class Handler(QuietHandler):
         def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             with server.lock:
@@ -57,49 +54,34 @@ def _handler(server: FakeServer) -> type[BaseHTTPRequestHandler]:
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
             try:
-                self._answer(behaviour, len(server.requests))
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client timed out on the slow reply
+                self.send(_answer(behaviour, len(server.requests), server.delay_s))
             finally:
                 with server.lock:
                     server.in_flight -= 1
 
-        def _answer(self, behaviour: str, number: int) -> None:
-            # "slow" answers far beyond any timeout a test sets, so a loaded machine cannot make
-            # it arrive in time; good answers get timeouts far above their milliseconds.
-            time.sleep(SLOW_S if behaviour == "slow" else server.delay_s)
-            if behaviour in ("429", "500", "503", "400"):
-                self.send_response(int(behaviour))
-                self.send_header("Retry-After", "0")
-                self.end_headers()
-                self.wfile.write(b'{"error": "scripted"}')
-                return
-            answer = {
-                "choices": [{"message": {"role": "assistant", "content": f"The image shows "
-                                         f"person {number} smiling."}}],
-                "usage": {"completion_tokens": 7},
-            }  # fmt: skip
-            data = json.dumps(answer).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
     return Handler
+
+
+def _answer(behaviour: str, number: int, delay_s: float) -> Response:
+    # "slow" answers far beyond any timeout a test sets, so a loaded machine cannot make it
+    # arrive in time; good answers get timeouts far above their milliseconds.
+    time.sleep(SLOW_S if behaviour == "slow" else delay_s)
+    if behaviour in ("429", "500", "503", "400"):
+        return int(behaviour), {"Retry-After": "0"}, b'{"error": "scripted"}'
+    answer = {
+        "choices": [{"message": {"role": "assistant", "content": f"The image shows "
+                                 f"person {number} smiling."}}],
+        "usage": {"completion_tokens": 7},
+    }  # fmt: skip
+    return 200, {"Content-Type": "application/json"}, json.dumps(answer).encode()
 
 
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
     state = FakeServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_loopback(_handler(state), "chat-server") as port:
+        state.url = f"http://127.0.0.1:{port}/v1"
+        yield state
 
 
 def _config(server: FakeServer, **kwargs: Any) -> OpenAiApiConfig:

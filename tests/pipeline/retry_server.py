@@ -18,7 +18,6 @@ circuit breakers see one failing URL per host.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import threading
@@ -26,11 +25,11 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from PIL import ImageOps
 
 from pipeline.demo_server import PHOTOS, photo_bytes
+from pipeline.loopback import QuietHandler, serve_loopback
 
 ROUTES = ("ok", "flaky", "stall", "down", "gone")
 # Mirror images: faces distinct from the originals for the perceptual hash (26 to 32 of 64 bits
@@ -98,36 +97,20 @@ def _answer(state: RetryServer, path: str) -> tuple[int, bytes]:
     return 200, served_bytes(name)
 
 
-def _handler(state: RetryServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            code, body = _answer(state, self.path)
-            # The client may have given up already (the stalled request timed out).
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.send_response(code)
-                self.send_header("Content-Type", "image/jpeg" if code == 200 else "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # the tests read the counts, not access logs
-
-    return Handler
-
-
 @contextmanager
 def serve_retry() -> Iterator[RetryServer]:
     """A RetryServer on 127.0.0.1 (a free port) in a daemon thread."""
     state = RetryServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    state.port = int(httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, name="retry-server", daemon=True)
-    thread.start()
-    try:
-        yield state
-    finally:
-        state.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            code, body = _answer(state, self.path)
+            ctype = "image/jpeg" if code == 200 else "text/plain"
+            self.send((code, {"Content-Type": ctype}, body))
+
+    with serve_loopback(Handler, "retry-server") as port:
+        state.port = port
+        try:
+            yield state
+        finally:
+            state.release.set()  # ends a stall still waiting, before the server stops

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import threading
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -28,6 +27,7 @@ from pipeline.runner import run_pipeline
 from pipeline.takedown import apply_takedown
 from stages.shard_publish import read_published
 from tests.conftest import demo_config
+from tests.stages.policy_servers import CountingServer, image, serve
 
 pytestmark = pytest.mark.slow
 STAGES = ("candidates", "download", "filter", "dedup", "caption", "shard")
@@ -38,49 +38,30 @@ LISTED = ("grace_hopper_crop", "coffee")
 KEPT_AFTER = ["astronaut", "astronaut_crop", "grace_hopper"]
 
 
-class _CountingServer(ThreadingHTTPServer):
-    """The demo's photos at ``/img/<name>.jpg`` on loopback, counting requests per path."""
+@dataclass
+class _PhotoServer:
+    """The demo's photos at ``/img/<name>.jpg`` on loopback, and the requests per path."""
 
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _PhotoHandler)
-        self.requests: Counter[str] = Counter()
-        self.lock = threading.Lock()
-        self.input_file = Path()  # the candidates parquet of its URLs, once written
+    counting: CountingServer
+    input_file: Path = Path()  # the candidates parquet of its URLs, once written
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return self.counting.base
 
-
-class _PhotoHandler(BaseHTTPRequestHandler):
-    server: _CountingServer
-
-    def do_GET(self) -> None:
-        with self.server.lock:
-            self.server.requests[self.path] += 1
-        name = self.path.removeprefix("/img/").removesuffix(".jpg")
-        body = photo_bytes(name) if name in PHOTOS else b"not found"
-        self.send_response(200 if name in PHOTOS else 404)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        return  # the tests read the counter, not an access log
+    @property
+    def requests(self) -> Counter[str]:
+        return self.counting.hits
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[_CountingServer]:
-    httpd = _CountingServer()
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+def server() -> Iterator[_PhotoServer]:
+    with serve() as counting:
+        counting.routes.update({f"/img/{name}.jpg": image(photo_bytes(name)) for name in PHOTOS})
+        yield _PhotoServer(counting)
 
 
-def _config(run_dir: Path, server: _CountingServer, *overrides: str) -> RunConfigBase:
+def _config(run_dir: Path, server: _PhotoServer, *overrides: str) -> RunConfigBase:
     """The config of the base run (copies read the same input: it is part of the plan)."""
     # A generous timeout: on a loaded machine a good response must still arrive in time.
     return demo_config(
@@ -94,7 +75,7 @@ def _config(run_dir: Path, server: _CountingServer, *overrides: str) -> RunConfi
 
 
 @pytest.fixture(scope="module")
-def base_run(server: _CountingServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def base_run(server: _PhotoServer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo's photos only (no broken URLs), two shards, run once: copy it to change it."""
     root = tmp_path_factory.mktemp("takedown-rerun")
     server.input_file = root / "in.parquet"
@@ -103,7 +84,7 @@ def base_run(server: _CountingServer, tmp_path_factory: pytest.TempPathFactory) 
     return root / "run"
 
 
-def _taken_down(server: _CountingServer, base_run: Path, tmp_path: Path) -> tuple[Path, set[str]]:
+def _taken_down(server: _PhotoServer, base_run: Path, tmp_path: Path) -> tuple[Path, set[str]]:
     """A copy of the base run after a takedown of LISTED by URL; the listed sample_ids."""
     run = tmp_path / "run"
     shutil.copytree(base_run, run)
@@ -162,7 +143,7 @@ def _counts(run: Path, stage: str) -> tuple[int, int, int, dict[str, int]]:
 
 
 def test_the_same_config_changes_nothing(
-    server: _CountingServer, base_run: Path, tmp_path: Path
+    server: _PhotoServer, base_run: Path, tmp_path: Path
 ) -> None:
     run, _ = _taken_down(server, base_run, tmp_path)
     assert _published(run) == KEPT_AFTER
@@ -176,7 +157,7 @@ def test_the_same_config_changes_nothing(
 
 
 def test_a_recompute_never_fetches_a_listed_url_and_agrees(
-    server: _CountingServer, base_run: Path, tmp_path: Path
+    server: _PhotoServer, base_run: Path, tmp_path: Path
 ) -> None:
     run, listed = _taken_down(server, base_run, tmp_path)
     taken_down = {s: _manifest(run, s) for s in ("candidates", "filter", "dedup", "caption")}

@@ -7,7 +7,6 @@ prove that. The TLS variant uses a self-signed certificate made here with the ``
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import ssl
 import subprocess
@@ -16,11 +15,9 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-# (status, headers, body) of one route.
-Response = tuple[int, dict[str, str], bytes]
+from pipeline.loopback import QuietHandler, Response, serve_loopback
 
 
 def redirect(code: int, location: str) -> Response:
@@ -56,44 +53,18 @@ class CountingServer:
         return self.routes.get(path, (404, {}, b"not found"))
 
 
-def _handler(server: CountingServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            code, headers, body = server.respond(self.path)
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # the tests read the counts, not access logs
-
-    return Handler
-
-
 @contextmanager
 def serve(tls: ssl.SSLContext | None = None) -> Iterator[CountingServer]:
     """A CountingServer on 127.0.0.1 (a free port) in a daemon thread; HTTPS with ``tls``."""
     state = CountingServer(scheme="https" if tls else "http")
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
-    httpd.daemon_threads = True
-    if tls is not None:
-        # The handshake runs in the request thread, so a client that rejects the
-        # certificate cannot stall the accept loop.
-        httpd.socket = tls.wrap_socket(
-            httpd.socket, server_side=True, do_handshake_on_connect=False
-        )
-    state.port = int(httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, name="policy-server", daemon=True)
-    thread.start()
-    try:
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            self.send(state.respond(self.path))
+
+    with serve_loopback(Handler, "policy-server", tls) as port:
+        state.port = port
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def self_signed(directory: Path, hostname: str) -> tuple[Path, Path] | None:

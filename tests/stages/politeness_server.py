@@ -9,16 +9,14 @@ than the answer arrives), so the maxima measured here never exceed what the clie
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from tests.stages.policy_servers import Response
+from pipeline.loopback import QuietHandler, Response, serve_loopback
 
 # An answer, or a function making one when the request arrives (e.g. an HTTP-date from now).
 Answer = Response | Callable[[], Response]
@@ -80,45 +78,20 @@ class LoadServer:
             self.total -= 1
 
 
-def _handler(server: LoadServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            host = str(self.headers.get("Host", "")).rsplit(":", 1)[0].lower()
-            try:
-                code, headers, body = server.arrive(host, self.path)
-            finally:
-                server.leave(host)  # before a byte of the answer leaves (module docstring)
-            self.send_response(code)
-            self.send_header("Content-Length", str(len(body)))
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            return  # the tests read the counts, not access logs
-
-    return Handler
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    # The listen backlog (socketserver's default is 5): above the client's thread count, so
-    # simultaneous connects are never dropped and retried a second later.
-    request_queue_size = 64
-
-
 @contextmanager
 def serve_load(default: Response, gather: int = 0) -> Iterator[LoadServer]:
     """A LoadServer on 127.0.0.1 (a free port) in a daemon thread."""
     state = LoadServer(default=default, gather=gather)
-    httpd = _Server(("127.0.0.1", 0), _handler(state))
-    state.port = int(httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, name="load-server", daemon=True)
-    thread.start()
-    try:
+
+    class Handler(QuietHandler):
+        def do_GET(self) -> None:
+            host = str(self.headers.get("Host", "")).rsplit(":", 1)[0].lower()
+            try:
+                response = state.arrive(host, self.path)
+            finally:
+                state.leave(host)  # before a byte of the answer leaves (module docstring)
+            self.send(response)
+
+    with serve_loopback(Handler, "load-server") as port:
+        state.port = port
         yield state
-    finally:
-        httpd.shutdown()
-        httpd.server_close()

@@ -10,9 +10,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from threading import Thread
 from typing import Any
 
 import cv2
@@ -31,6 +29,7 @@ from stages.base import RunContext
 from stages.browser_image import BrowserImageResizer, ResizeResult
 from stages.download import DownloadConfig
 from stages.download_errors import DECODE_ERROR, TOO_LARGE_ERROR, classify
+from tests.stages.policy_servers import serve
 
 WIDTH, HEIGHT = 64, 40  # not square: a missed 90° rotation changes the shape
 WHITE = (255, 255, 255)
@@ -312,27 +311,10 @@ E2E_REFUSED = ["html", "int32_tiff", "decompression_bomb"]
 @contextmanager
 def _serve(files: dict[str, bytes]) -> Iterator[int]:
     """Serve ``files`` (path -> body) on 127.0.0.1; yields the port."""
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = files.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(body or b"")))
-            self.end_headers()
-            self.wfile.write(body or b"")
-
-        def log_message(self, format: str, *args: object) -> None:
-            return
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serve() as server:
+        ctype = {"Content-Type": "application/octet-stream"}
+        server.routes.update({path: (200, ctype, body) for path, body in files.items()})
+        yield server.port
 
 
 def _candidates(run_dir: Path, port: int, names: list[str]) -> None:
