@@ -8,8 +8,16 @@ import torch
 from PIL import Image
 
 from proxt2i import SAMPLERS
-from proxt2i.config import ConfigError, load_config
-from proxt2i.evaluate import EvalPlan, reference_images, run_evaluation
+from proxt2i.checkpoint import read_checkpoint_meta
+from proxt2i.config import ConfigError, load_config, validate_as
+from proxt2i.evaluate import (
+    check_held_out,
+    check_shards_exist,
+    eval_prompts,
+    read_reference,
+    run_evaluation,
+)
+from proxt2i.evaluate_config import EvalConfig
 from proxt2i.generate import generate, load_model
 from proxt2i.record import check_plan
 from proxt2i.report import save_grid
@@ -92,20 +100,61 @@ def evaluate(
     images_per_prompt: int = 1,
     device: str | None = None,
 ) -> Path:
-    """Evaluate every (sampler, steps); returns the path of OUT/metrics.json.
+    """The evaluator's earlier signature, kept for callers: prompts from a file, one guidance
+    weight. New settings (sample count, chunking, KID, sweeps) live in `EvalConfig` only."""
+    tree = {
+        "out_dir": str(out),
+        "samplers": list(samplers),
+        "steps": list(steps),
+        "guidance": [guidance],
+        "seed": seed,
+        "prompts": str(prompts_file),
+        "images_per_prompt": images_per_prompt,
+        "reference": {"shards": reference, "count": n_reference} if reference else None,
+        "clip": clip.model_dump(mode="json") if clip else None,
+        "face_reward": face_reward,
+        "device": device,
+    }
+    return evaluate_config(ckpt, validate_as(EvalConfig, tree, "evaluate"))
 
-    Every combination is checked against the checkpoint's training record before any sampling.
+
+def evaluate_config(ckpt: Path, cfg: EvalConfig) -> Path:
+    """Evaluate every (sampler, steps, guidance) row of `cfg`; returns OUT/metrics.json.
+
+    Before any weights load: every row is checked against the checkpoint's training record,
+    the reference shards against its training shards (held out, or refused), and the prompts
+    file is read.
     """
-    for name in samplers:
-        _sampler(name)
-    check_plan(Path(ckpt), samplers, steps, guidance)
-    model = load_model(Path(ckpt), _device(device))
-    prompts = [p for p in read_prompts(prompts_file) for _ in range(images_per_prompt)]
-    ref = reference_images(reference, model.cfg.data.resolution, n_reference) if reference else None
+    ckpt = Path(ckpt)
+    for w in cfg.guidance:
+        check_plan(ckpt, list(cfg.samplers), list(cfg.steps), w)
+    train_cfg, _ = read_checkpoint_meta(ckpt)
+    if cfg.reference is not None:
+        check_held_out(ckpt, train_cfg.data.shards, cfg.reference.shards)
+        check_shards_exist(cfg.reference.shards)
+    file_prompts = read_prompts(cfg.prompts) if cfg.prompts is not None else None
+    if file_prompts is None and cfg.reference is None:
+        raise ConfigError(
+            "evaluation needs prompts: set reference.shards (--reference: held-out shards, whose "
+            "captions are the prompts) or prompts (--prompts FILE)"
+        )
+    model = load_model(ckpt, _device(cfg.device))
+    ref = None
+    if cfg.reference is not None:
+        ref = read_reference(
+            cfg.reference.shards,
+            model.cfg.data.resolution,
+            cfg.reference.count,
+            cfg.batch_size,
+            model.device,
+        )
+    return run_evaluation(model, cfg, eval_prompts(cfg, ref, file_prompts), ref, _rewards(cfg))
+
+
+def _rewards(cfg: EvalConfig) -> list[Reward]:
     rewards: list[Reward] = []
-    if face_reward:  # detection rate and sharpness, reported separately
+    if cfg.face_reward:  # detection rate and sharpness, reported separately
         rewards += [FaceDetectedConfig().build(), FaceQualityConfig().build()]
-    if clip is not None:
-        rewards.append(clip.build())
-    plan = EvalPlan(tuple(samplers), tuple(steps), tuple(prompts), guidance, seed)
-    return run_evaluation(model, plan, ref, rewards, Path(out))
+    if cfg.clip is not None:
+        rewards.append(cfg.clip.build())
+    return rewards

@@ -2,10 +2,17 @@
 
 OUT/checkpoints/step_XXXXXXX/
     <family>.pt     {"model", "ema", "ema_n", "optimizer"} for each trained network
-    state.json      {"step", "families", "net_args", "trained_for"[, "finetune"]}: net_args are
-                    the EpsUNet constructor args, trained_for the TrainingRecord (record.py),
-                    finetune the GRPO run's state when the checkpoint is a fine-tune
+    state.json      {"step", "families", "net_args", "conditioning", "trained_for"[, "finetune"]}:
+                    net_args are the EpsUNet constructor args, conditioning the text encoder's
+                    `output` (tokens or pooled: what the networks cross-attend to), trained_for
+                    the TrainingRecord (record.py), finetune the GRPO run's state when the
+                    checkpoint is a fine-tune
     config.yaml     the resolved TrainConfig
+
+A checkpoint without "conditioning" was saved before token conditioning: its minilm or
+open_clip networks were trained on the one pooled embedding, so it loads with `output: pooled`
+and samples as it always did; an hf_text one attended to padded tokens without a mask, which no
+encoder reproduces any more, so it is refused.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ import yaml
 from proxt2i.config import ConfigError, TrainConfig, dump_config, validate_tree
 from proxt2i.model import EpsUNet
 from proxt2i.record import RECORD_KEY, TrainingRecord, record_from_config
+
+CONDITIONING_KEY = "conditioning"
 
 
 @dataclass(frozen=True)
@@ -65,6 +74,7 @@ def save_checkpoint(
         torch.save(state, tmp / f"{family}.pt")
     (tmp / "config.yaml").write_text(dump_config(cfg))
     meta: dict[str, Any] = {"step": step, "families": sorted(states), "net_args": args.__dict__}
+    meta[CONDITIONING_KEY] = cfg.text_encoder.output
     meta[RECORD_KEY] = (record or record_from_config(cfg)).to_json()
     meta.update(extra or {})
     (tmp / "state.json").write_text(json.dumps(meta, indent=2))
@@ -77,11 +87,29 @@ def save_checkpoint(
 
 
 def read_checkpoint_meta(ckpt: Path) -> tuple[TrainConfig, dict[str, Any]]:
+    """The saved config, with the text encoder the networks were trained with, and state.json."""
     ckpt = Path(ckpt)
     if not (ckpt / "state.json").is_file():
         raise ConfigError(f"not a checkpoint directory (no state.json): {ckpt}")
     cfg = validate_tree(yaml.safe_load((ckpt / "config.yaml").read_text()), str(ckpt))
-    return cfg, json.loads((ckpt / "state.json").read_text())
+    meta = json.loads((ckpt / "state.json").read_text())
+    return with_conditioning(cfg, meta.get(CONDITIONING_KEY), ckpt), meta
+
+
+def with_conditioning(cfg: TrainConfig, kind: str | None, ckpt: Path) -> TrainConfig:
+    """`cfg` whose text encoder gives what the checkpoint's networks cross-attend to."""
+    encoder = cfg.text_encoder
+    if kind is None:  # saved before token conditioning (module doc)
+        if encoder.type == "hf_text":
+            raise ConfigError(
+                f"checkpoint {ckpt} was trained on hf_text tokens without a padding mask "
+                "(saved before masked token conditioning); retrain it"
+            )
+        kind = "pooled"
+    if kind != encoder.output:
+        encoder = encoder.model_copy(update={"output": kind})
+        cfg = cfg.model_copy(update={"text_encoder": encoder})
+    return cfg
 
 
 def load_family_state(ckpt: Path, family: str) -> dict[str, Any]:

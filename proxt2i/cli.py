@@ -4,8 +4,13 @@ handlers call proxt2i.api."""
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from proxt2i.evaluate_config import EvalConfig
 
 log = logging.getLogger(__name__)
 
@@ -16,6 +21,15 @@ def _int_list(text: str) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated integers, got {text!r}"
+        ) from None
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(s) for s in text.split(",") if s]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated numbers, got {text!r}"
         ) from None
 
 
@@ -50,32 +64,84 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from proxt2i import api
-    from proxt2i.rewards import ClipScoreConfig
+    from proxt2i.report import format_table
 
-    clip = None
-    if args.clip_checkpoint is not None:
-        clip = ClipScoreConfig(
-            model_name=args.clip_model,
-            checkpoint=args.clip_checkpoint,
-            architecture_json=args.clip_architecture,
-        )
-    out = api.evaluate(
-        args.ckpt,
-        args.prompts,
-        args.steps,
-        args.samplers,
-        args.out,
-        args.reference,
-        args.guidance,
-        args.seed,
-        clip,
-        not args.no_face_reward,
-        args.n_reference,
-        args.images_per_prompt,
-        args.device,
-    )
+    cfg = eval_config(args)
+    out = api.evaluate_config(args.ckpt, cfg)
+    print(format_table(json.loads(out.read_text())["results"]))
     print(out)
     return 0
+
+
+class _Given(argparse.Action):
+    """Store the value and note the flag as given: given flags override --config's keys."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+        namespace.given = {*getattr(namespace, "given", ()), self.dest}
+
+
+# evaluate flag -> dotted key of EvalConfig (proxt2i/evaluate_config.py)
+EVAL_FLAGS = {
+    "out": "out_dir",
+    "prompts": "prompts",
+    "steps": "steps",
+    "samplers": "samplers",
+    "guidance": "guidance",
+    "seed": "seed",
+    "images_per_prompt": "images_per_prompt",
+    "device": "device",
+    "reference": "reference.shards",
+    "n_reference": "reference.count",
+    "samples": "samples",
+    "batch_size": "batch_size",
+    "kid_subsets": "kid.subsets",
+    "kid_subset_size": "kid.subset_size",
+    "grid_images": "grid_images",
+}
+
+
+def eval_config(args: argparse.Namespace) -> EvalConfig:
+    """The EvalConfig of `evaluate`'s arguments: the --config file's keys, then the flags (every
+    flag without --config, only the given ones with it), then --set; validated in one line."""
+    from proxt2i.config import apply_override, read_tree, validate_as
+    from proxt2i.evaluate_config import EvalConfig
+
+    tree = read_tree(args.config) if args.config else {}
+    given: set[str] = getattr(args, "given", set())
+    for flag, key in EVAL_FLAGS.items():
+        value = getattr(args, flag)
+        if value is None or (args.config and flag not in given):
+            continue  # the file's key, or the model's default
+        if flag == "n_reference" and not (args.reference or tree.get("reference")):
+            continue  # a count without reference shards counts nothing
+        _put(tree, key, [value] if flag == "guidance" and not isinstance(value, list) else value)
+    if args.clip_checkpoint is not None:
+        arch = args.clip_architecture
+        tree["clip"] = {
+            "model_name": args.clip_model,
+            "checkpoint": str(args.clip_checkpoint),
+            "architecture_json": str(arch) if arch else None,
+        }
+    if args.no_face_reward:
+        tree["face_reward"] = False
+    for assignment in args.set:
+        apply_override(tree, assignment)
+    return validate_as(EvalConfig, tree, str(args.config or "laionface evaluate"))
+
+
+def _put(tree: dict[str, Any], key: str, value: Any) -> None:
+    """tree[a][b] = value for key "a.b" (paths as strings, as YAML would hold them)."""
+    *parents, last = key.split(".")
+    for part in parents:
+        tree = tree.setdefault(part, {})
+    tree[last] = str(value) if isinstance(value, Path) else value
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -107,20 +173,40 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", default="pda_hybrid")
     p.set_defaults(func=_sample)
 
-    p = subparsers.add_parser("evaluate", help="FID / CLIP / face reward vs steps")
+    _add_evaluate_command(subparsers)
+    _add_checkpoint_commands(subparsers)
+
+
+def _add_evaluate_command(subparsers: argparse._SubParsersAction) -> None:
+    """evaluate: an EvalConfig from --config and/or flags (the flags of earlier versions stay)."""
+    p = subparsers.add_parser("evaluate", help="FID / KID / CLIP / face reward per row")
     p.add_argument("ckpt", type=Path)
-    p.add_argument("--prompts", type=Path, required=True, help="text file, one prompt per line")
-    _common_sampling(p)
-    p.add_argument("--steps", type=_int_list, default=[5, 10, 20, 50])
-    p.add_argument("--samplers", type=_str_list, default=["pda_hybrid", "score_ode", "score_sde"])
-    p.add_argument("--reference", help="reference shards (brace-expandable tar URLs) for FID")
-    p.add_argument("--n-reference", type=int, default=1000)
+    p.add_argument("--config", type=Path, help="evaluation YAML (docs/proxt2i.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+
+    def flag(name: str, **kw: Any) -> None:
+        p.add_argument(name, action=_Given, **kw)
+
+    flag("--prompts", type=Path, help="text file, one prompt per line (default: the captions)")
+    flag("--steps", type=_int_list, default=[5, 10, 20, 50])
+    flag("--samplers", type=_str_list, default=["pda_hybrid", "score_ode", "score_sde"])
+    flag("--guidance", type=_float_list, default=1.0, help="CFG weights, e.g. 1,2,4 (a sweep)")
+    flag("--seed", type=int, default=0)
+    flag("--out", type=Path)
+    flag("--images-per-prompt", type=int, default=1)
+    flag("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    flag("--reference", help="held-out shards (brace-expandable tar URLs): FID/KID, prompts")
+    flag("--n-reference", type=int, default=1000, help="reference images read")
+    flag("--samples", type=int, help="images per row (default: one per prompt)")
+    flag("--batch-size", type=int, default=64, help="images per generation chunk")
+    flag("--kid-subsets", type=int, default=100)
+    flag("--kid-subset-size", type=int, default=1000)
+    flag("--grid-images", type=int, default=64)
     p.add_argument("--clip-model", default="ViT-B-32")
     p.add_argument("--clip-checkpoint", type=Path)
     p.add_argument("--clip-architecture", type=Path, help="open_clip model config JSON")
     p.add_argument("--no-face-reward", action="store_true")
     p.set_defaults(func=_evaluate)
-    _add_checkpoint_commands(subparsers)
 
 
 def _add_checkpoint_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from proxt2i.lr_schedule import PhasesConfig
 from proxt2i.model import BackboneConfig
 from proxt2i.objectives.eps_mse import EpsMseConfig
 from proxt2i.objectives.prox_matching import ProxMatchingConfig
@@ -36,11 +37,24 @@ class DataConfig(BaseModel):
         default="long", description="which caption a sample trains with (proxt2i.corpus)"
     )
     short_probability: float = Field(default=0.3, ge=0, le=1, description="for caption: mixed")
+    hands_subset_ratio: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="share of samples drawn from the hand-focused subset (the hands_subset tag); "
+        "0: the corpus as published (proxt2i.corpus.corpus_stream)",
+    )
 
 
 class OptimConfig(BaseModel):
+    """AdamW settings; the learning rate per phase (proxt2i/lr_schedule.py): `phases.l1`,
+    `phases.pm`, `phases.eps_mse` override `lr`; `warmup_steps` ramps `lr` up linearly over
+    the first steps of the run."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     lr: float = Field(default=3e-4, gt=0)
+    warmup_steps: int = Field(default=0, ge=0)
+    phases: PhasesConfig = PhasesConfig()
     weight_decay: float = Field(default=0.0, ge=0)
     betas: tuple[float, float] = (0.9, 0.999)
     grad_clip: float = Field(default=1.0, gt=0)

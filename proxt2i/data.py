@@ -23,7 +23,10 @@ def webdataset_batches(
     num_workers: int = 0,
     caption: CaptionChoice = "long",
     short_probability: float = 0.3,
+    hands_subset_ratio: float = 0.0,
 ) -> Iterator[tuple[torch.Tensor, list[str]]]:
     """An endless iterator of training batches from tar shards."""
-    stream = corpus_stream(shards, resolution, caption, short_probability, shuffle_buffer)
+    stream = corpus_stream(
+        shards, resolution, caption, short_probability, shuffle_buffer, hands_subset_ratio
+    )
     yield from iterate_batches(stream, batch_size, num_workers)

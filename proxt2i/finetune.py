@@ -32,6 +32,7 @@ from proxt2i.model import EpsUNet
 from proxt2i.pda_chain import PdaChain
 from proxt2i.record import check_sampling, read_record
 from proxt2i.rewards import Reward
+from proxt2i.text_context import TextContext
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +78,7 @@ def iteration_generator(seed: int, iteration: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed * 1_000_003 + iteration)
 
 
-def bind(net: EpsUNet, ctx: torch.Tensor, null: torch.Tensor, w: float) -> Policy:
+def bind(net: EpsUNet, ctx: TextContext, null: TextContext, w: float) -> Policy:
     """The guided eps of the chosen samples, with evaluation's CFG (generate.guided_eps)."""
     return lambda idx: guided_eps(net, ctx[idx], null[idx], w)
 

@@ -21,8 +21,10 @@ from proxt2i.config import TrainConfig
 from proxt2i.model import EpsUNet
 from proxt2i.record import TrainingRecord, check_sampling, read_record
 from proxt2i.samplers.base import EpsFn, Sampler
+from proxt2i.seeded_chain import sample_per_generator
 from proxt2i.space import ModelSpace, build_space
 from proxt2i.text import TextEncoder
+from proxt2i.text_context import TextContext
 
 
 @dataclass
@@ -52,15 +54,16 @@ def load_model(ckpt: Path, device: str = "cpu") -> LoadedModel:
     return LoadedModel(cfg, nets, cfg.text_encoder.build(), space, args, dev, Path(ckpt), record)
 
 
-def guided_eps(net: EpsUNet, ctx: torch.Tensor, null: torch.Tensor, w: float) -> EpsFn:
-    """Bind text and guidance: eps_u + w (eps_c - eps_u), batched in one forward pass."""
+def guided_eps(net: EpsUNet, ctx: TextContext, null: TextContext, w: float) -> EpsFn:
+    """Bind text and guidance: eps_u + w (eps_c - eps_u), batched in one forward pass
+    (`null` is the encoding of "", the unconditional context caption dropout trains)."""
+
+    both_ctx = TextContext.cat([ctx, null])
 
     def eps_fn(y: torch.Tensor, t: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         if w == 1.0:
             return net(y, t, lam, ctx)
-        both = net(
-            torch.cat([y, y]), torch.cat([t, t]), torch.cat([lam, lam]), torch.cat([ctx, null])
-        )
+        both = net(torch.cat([y, y]), torch.cat([t, t]), torch.cat([lam, lam]), both_ctx)
         eps_c, eps_u = both.chunk(2)
         return eps_u + w * (eps_c - eps_u)
 
@@ -94,4 +97,33 @@ def generate(
     ctx = model.encoder.encode(prompts).to(model.device)
     null = model.encoder.encode([""] * len(prompts)).to(model.device)
     x0 = sampler.sample(guided_eps(net, ctx, null, guidance), noise, steps, gen)
+    return to_uint8(model.space.decode(x0))
+
+
+def network_calls(steps: int, guidance: float) -> int:
+    """Network evaluations per image (NFE): `guided_eps` runs the conditional and the
+    unconditional branch at every step unless w = 1, so a guided step costs 2."""
+    return steps * (1 if guidance == 1.0 else 2)
+
+
+@torch.no_grad()
+def generate_seeded(
+    model: LoadedModel,
+    sampler: Sampler,
+    prompts: list[str],
+    steps: int,
+    guidance: float,
+    seeds: list[int],
+) -> np.ndarray:
+    """Image i from prompts[i] and its own generator seeded by seeds[i] (initial noise first,
+    then the step noise), so a chunk's images do not depend on what else is in the chunk;
+    with one prompt this is `generate` with that seed. uint8 (B, H, W, 3)."""
+    check_sampling(model.ckpt, model.record, sampler.name, steps, guidance)
+    net = model.nets[sampler.family]
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    shape = (1, model.args.channels, model.args.sample_size, model.args.sample_size)
+    noise = torch.cat([torch.randn(shape, generator=g) for g in gens]).to(model.device)
+    ctx = model.encoder.encode(prompts).to(model.device)
+    null = model.encoder.encode([""] * len(prompts)).to(model.device)
+    x0 = sample_per_generator(sampler, guided_eps(net, ctx, null, guidance), noise, steps, gens)
     return to_uint8(model.space.decode(x0))

@@ -2,7 +2,9 @@
 
 The network sees (y, t, lambda, text context). t is embedded as the U-Net timestep (t * 1000),
 lambda through the U-Net's class-embedding slot ("timestep" type: a sinusoidal embedding of a
-scalar, here log lambda rescaled), and the text through cross-attention.
+scalar, here log lambda rescaled), and the text through cross-attention to its tokens, with the
+context's mask as diffusers' `encoder_attention_mask` (padded keys get a -10000 bias, so their
+softmax weight is exactly 0 in float32 and a caption means the same at any padding).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from proxt2i.schedule import log_lambda_feature
+from proxt2i.text_context import TextContext
 
 
 class BackboneConfig(BaseModel):
@@ -65,12 +68,21 @@ class EpsUNet(nn.Module):
         )
 
     def forward(
-        self, y: torch.Tensor, t: torch.Tensor, lam: torch.Tensor, context: torch.Tensor
+        self,
+        y: torch.Tensor,
+        t: torch.Tensor,
+        lam: torch.Tensor,
+        context: TextContext | torch.Tensor,
     ) -> torch.Tensor:
+        """`context` is a TextContext, or bare (B, L, D) tokens that are all real."""
+        tokens, mask = (
+            (context.tokens, context.mask) if isinstance(context, TextContext) else (context, None)
+        )
         out = self.unet(
             y,
             t * 1000.0,  # DDPM-style timestep scale, so the sinusoidal embedding resolves t
-            encoder_hidden_states=context,
+            encoder_hidden_states=tokens,
+            encoder_attention_mask=mask,
             class_labels=log_lambda_feature(lam),
         )
         return out.sample

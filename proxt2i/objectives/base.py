@@ -21,6 +21,11 @@ class Objective(Protocol):
 
     def loss(self, net: EpsNet, x0: torch.Tensor, step: int) -> torch.Tensor: ...
 
+    def phase(self, step: int) -> tuple[str, int]:
+        """(learning-rate phase name, the step that phase began at): a key of
+        `optim.phases` (proxt2i/lr_schedule.py)."""
+        ...
+
 
 def per_sample(x: torch.Tensor) -> torch.Tensor:
     """Mean over every axis but the batch axis."""

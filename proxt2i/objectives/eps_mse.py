@@ -25,6 +25,10 @@ class EpsMseObjective:
         self.cfg = cfg
         self.schedule = VPSchedule()
 
+    def phase(self, step: int) -> tuple[str, int]:
+        """One learning-rate phase for the whole run."""
+        return "eps_mse", 0
+
     def loss(self, net: EpsNet, x0: torch.Tensor, step: int) -> torch.Tensor:
         del step  # no schedule on this loss
         b = x0.shape[0]

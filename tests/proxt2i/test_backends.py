@@ -19,11 +19,11 @@ def test_registry_keys() -> None:
     assert sorted(TEXT_ENCODERS) == ["hf_text", "minilm", "open_clip"]
 
 
-def test_embedded_minilm_is_deterministic_and_384_wide() -> None:
-    enc = MiniLmConfig().build()
-    a = enc.encode(["a portrait of a woman", ""])
+def test_embedded_minilm_pooled_is_deterministic_and_384_wide() -> None:
+    enc = MiniLmConfig(output="pooled").build()
+    a = enc.encode(["a portrait of a woman", ""]).tokens
     assert a.shape == (2, 1, 384) and enc.dim == 384
-    assert torch.equal(a, enc.encode(["a portrait of a woman", ""]))
+    assert torch.equal(a, enc.encode(["a portrait of a woman", ""]).tokens)
     assert float(a[0].norm()) == pytest.approx(1.0, abs=1e-5)  # normalized sentence embedding
 
 
@@ -32,8 +32,8 @@ def test_open_clip_text_tower_from_a_local_file(tiny_open_clip: tuple[Path, Path
     enc = OpenClipTextConfig(
         model_name="tiny-clip", checkpoint=ckpt, architecture_json=arch
     ).build()
-    assert enc.dim == 16
-    assert enc.encode(["a face", "two faces", "x"]).shape == (3, 1, 16)
+    assert enc.dim == 32  # token features: the tower's width (test_text_tokens.py)
+    assert enc.encode(["a face", "two faces", "x"]).tokens.shape == (3, 4, 32)
 
 
 def test_open_clip_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
@@ -61,7 +61,8 @@ def test_hf_clip_text_tower_from_a_local_dir(tmp_path: Path) -> None:
         shutil.copy(embedded_minilm_path() / name, tmp_path / name)
     enc = HfTextConfig(path=tmp_path, max_length=16).build()
     out = enc.encode(["a face", "a much longer caption about a smiling face"])
-    assert out.shape == (2, 16, 24) and enc.dim == 24
+    assert out.tokens.shape == (2, 16, 24) and enc.dim == 24
+    assert out.mask.sum(dim=1).tolist() == [4, 11]  # [CLS] ... [SEP] (caption: 2 pieces)
 
 
 def test_latent_space_training_with_a_tiny_vae(shards: str, tmp_path: Path) -> None:

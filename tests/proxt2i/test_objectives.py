@@ -12,6 +12,7 @@ from proxt2i.objectives.prox_matching import (
     draw_grid_times,
     proximal_matching_loss,
 )
+from proxt2i.objectives.step_weights import LOG10_FLOOR, Log10Weights, RootPWeights
 from proxt2i.schedule import VPSchedule
 
 
@@ -44,8 +45,52 @@ def test_small_zeta_saturates() -> None:
 
 
 def test_zeta_is_halved_at_each_milestone() -> None:
-    obj = ProxMatchingConfig(zeta_init=1.0, zeta_milestones=(10, 20)).build()
+    obj = ProxMatchingConfig(l1_warmup_steps=5, zeta_init=1.0, zeta_milestones=(10, 20)).build()
     assert [obj.zeta(s) for s in (0, 9, 10, 19, 20, 99)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+
+
+def test_zeta_schedule_of_the_latent_run() -> None:
+    """ProxDM celeba_hq_vae: 300k L1 steps, then zeta 2.0 for 600k PM steps, then 1.0."""
+    obj = ProxMatchingConfig(
+        l1_warmup_steps=300_000, zeta_init=2.0, zeta_decay=0.5, zeta_milestones=(900_000,)
+    ).build()
+    steps = (299_999, 300_000, 899_999, 900_000, 1_499_999)
+    assert [obj.zeta(s) for s in steps] == [2.0, 2.0, 2.0, 1.0, 1.0]
+    assert [obj.phase(s) for s in steps] == [("l1", 0)] + [("pm", 300_000)] * 4
+
+
+@pytest.mark.parametrize("milestones", [(1000,), (1500, 1200), (1200, 1200)])
+def test_zeta_milestones_must_increase_inside_the_pm_phase(milestones: tuple[int, ...]) -> None:
+    with pytest.raises(ValueError) as caught:
+        ProxMatchingConfig(l1_warmup_steps=1000, zeta_milestones=milestones)
+    assert (
+        f"zeta_milestones {list(milestones)} must be increasing steps after l1_warmup_steps "
+        "(1000): zeta only acts in the proximal-matching phase"
+    ) in str(caught.value)
+
+
+def test_step_weight_formulas() -> None:
+    counts = torch.tensor([1, 8, 10, 27, 100, 1000])
+    log10 = Log10Weights().weights(counts).tolist()
+    assert log10 == [
+        LOG10_FLOOR,
+        pytest.approx(0.903089986991944),
+        1.0,
+        pytest.approx(1.4313637641589874),
+        2.0,
+        3.0,
+    ]
+    root3 = RootPWeights(p=3).weights(counts).tolist()
+    assert root3 == pytest.approx([1.0, 2.0, 10 ** (1 / 3), 3.0, 100 ** (1 / 3), 10.0], abs=1e-12)
+    assert RootPWeights(p=2).weights(torch.tensor([100, 10_000])).tolist() == [10.0, 100.0]
+
+
+def test_root_p_weights_set_how_often_each_grid_is_drawn() -> None:
+    """N in {1, 1000} with N^(1/3): weights 1 and 10, so N = 1000 in 10 of 11 draws."""
+    t, _ = draw_grid_times((1, 1000), 11_000, torch.Generator().manual_seed(0), RootPWeights(p=3))
+    share = float((t > 0).double().mean())  # N = 1 always gives t_0 = 0
+    # t = 0 also for k = 1 of N = 1000, with chance 1/1000 of those draws
+    assert share == pytest.approx(10 / 11 * 0.999, abs=0.01)  # binomial std ~0.003
 
 
 def test_warmup_is_l1_on_eps_then_proximal_matching() -> None:

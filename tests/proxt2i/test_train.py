@@ -13,8 +13,11 @@ from PIL import Image
 
 from proxt2i import api
 from proxt2i.checkpoint import latest_checkpoint, load_ema_net, load_family_state
-from proxt2i.config import ConfigError, load_config
+from proxt2i.config import ConfigError, TrainConfig, load_config
 from proxt2i.data import webdataset_batches
+from proxt2i.lr_schedule import PhasesConfig, learning_rate
+from proxt2i.objectives.prox_matching import ProxMatchingConfig
+from proxt2i.objectives.step_weights import RootPWeights
 from tests.proxt2i.conftest import cpu_config
 
 
@@ -49,10 +52,14 @@ def test_checkpoint_round_trip_restores_ema_weights(tiny_checkpoint: Path) -> No
 def test_resume_continues_from_the_latest_checkpoint(shards: str, tmp_path: Path) -> None:
     tree = cpu_config(shards, tmp_path / "out", steps=2)
     tree["objectives"] = tree["objectives"][:1]
+    # L1 for steps 0-1, proximal matching from step 2, warming up over 2 steps
+    tree["objectives"][0]["l1_warmup_steps"] = 2
+    tree["optim"]["phases"] = {"pm": {"lr": 1e-4, "warmup_steps": 2}}
     cfg_path = tmp_path / "cfg.yaml"
     cfg_path.write_text(yaml.safe_dump(tree))
     first = api.train(cfg_path, [])
     before = load_family_state(first, "prox")["model"]
+    assert load_family_state(first, "prox")["optimizer"]["param_groups"][0]["lr"] == 3e-4
     second = api.train(cfg_path, ["steps=3"])
     assert [p.name for p in sorted((tmp_path / "out" / "checkpoints").iterdir())] == [
         "step_0000002",
@@ -60,6 +67,7 @@ def test_resume_continues_from_the_latest_checkpoint(shards: str, tmp_path: Path
     ]
     state = load_family_state(second, "prox")
     assert state["optimizer"]["state"][0]["step"] == 3  # one more step, not three from scratch
+    assert state["optimizer"]["param_groups"][0]["lr"] == 5e-5  # step 2: half-way up to 1e-4
     assert state["ema_n"] == 3
     assert any(not torch.equal(before[k], state["model"][k]) for k in before)
     assert api.train(cfg_path, ["steps=3"]) == second  # already done: nothing to train
@@ -116,7 +124,53 @@ def test_config_errors_name_the_offending_key(tmp_path: Path) -> None:
         load_config(base, ["optim.lrr=0.1"])
     with pytest.raises(ConfigError, match="config file not found"):
         load_config(tmp_path / "nope.yaml")
-    cfg = load_config(base, ["objectives.0.zeta_milestones=[5, 9]", "data.batch_size=3"])
-    assert cfg.objectives[0].zeta_milestones == (5, 9)  # type: ignore[union-attr]
+    cfg = load_config(base, ["objectives.0.zeta_milestones=[1200, 1800]", "data.batch_size=3"])
+    assert cfg.objectives[0].zeta_milestones == (1200, 1800)  # type: ignore[union-attr]
     assert cfg.data.batch_size == 3
-    load_config(Path(__file__).parents[2] / "configs" / "proxt2i-gpu.yaml")
+    with pytest.raises(ConfigError, match=r"optim\.phases\.score: Extra inputs are not permitted"):
+        load_config(base, ["optim.phases.score={lr: 0.1}"])
+    with pytest.raises(ConfigError) as caught:
+        load_config(base, ["objectives.0.step_weights={type: root_p, p: 0}"])
+    assert str(caught.value) == (
+        f"{base}: objectives.0.prox_matching.step_weights.root_p.p: Input should be greater than 0"
+    )
+
+
+def rates(cfg: TrainConfig, family: int, steps: tuple[int, ...]) -> list[float]:
+    objective = cfg.objectives[family].build()
+    o = cfg.optim
+    return [learning_rate(objective, s, o.lr, o.warmup_steps, o.phases) for s in steps]
+
+
+def test_the_gpu_preset_is_the_latent_proxdm_run() -> None:
+    cfg = load_config(Path(__file__).parents[2] / "configs" / "proxt2i-gpu.yaml")
+    prox, score = cfg.objectives
+    assert isinstance(prox, ProxMatchingConfig) and score.type == "eps_mse"
+    assert (prox.zeta_init, prox.zeta_decay, prox.zeta_milestones) == (2.0, 0.5, (900_000,))
+    assert prox.step_weights == RootPWeights(p=3) and prox.l1_warmup_steps == 300_000
+    assert cfg.steps == 1_500_000 and cfg.text_encoder.output == "tokens"
+    # L1 at 1e-4, proximal matching at 2e-5; the score baseline warms up to 2e-5 over 5000
+    assert rates(cfg, 0, (0, 299_999, 300_000, 1_499_999)) == [1e-4, 1e-4, 2e-5, 2e-5]
+    assert rates(cfg, 1, (0, 2_499, 4_999, 1_000_000)) == [2e-5 / 5000, 1e-5, 2e-5, 2e-5]
+
+
+def test_learning_rate_phases_and_warm_ups(tmp_path: Path) -> None:
+    base = Path(__file__).parents[2] / "configs" / "proxt2i-cpu.yaml"
+    sets = ["optim.lr=0.001", "optim.warmup_steps=10", "objectives.0.l1_warmup_steps=20"]
+    cfg = load_config(base, sets)
+    # the run's warm-up covers the L1 phase only; pm (1e-4) starts at 20 without one
+    assert rates(cfg, 0, (0, 4, 9, 19, 20, 25)) == [1e-4, 5e-4, 1e-3, 1e-3, 1e-4, 1e-4]
+    assert rates(cfg, 1, (0, 9, 20)) == [1e-4, 1e-3, 1e-3]
+    cfg = load_config(base, [*sets, "optim.phases.pm={lr: 0.0004, warmup_steps: 4}"])
+    assert rates(cfg, 0, (19, 20, 21, 23, 500)) == [1e-3, 1e-4, 2e-4, 4e-4, 4e-4]
+
+
+def test_every_objective_phase_has_an_optim_setting() -> None:
+    from proxt2i import OBJECTIVES
+
+    names = {
+        cfg().build().phase(step)[0]  # type: ignore[attr-defined]
+        for cfg in OBJECTIVES.values()
+        for step in (0, 10**9)
+    }
+    assert names == set(PhasesConfig.model_fields) == {"l1", "pm", "eps_mse"}
