@@ -1,14 +1,21 @@
 """Filter-stage benchmarks, each against a baseline measured in the same run.
 
-1. overhead: the filter stage (Dask, manifests, tar reading) vs a bare loop that decodes and
+1. profile: where each millisecond of the filter stage goes, per image entering it (reading
+   the tar, decoding, each filter's score, decide; from the stage's own shard reports), the
+   rows each filter scored (the cascade skips rejected rows), and images/s per core (the
+   1-worker stage: one worker process, one thread, OMP_NUM_THREADS=1). Target >= 20.
+2. overhead: the filter stage (Dask, manifests, tar reading) vs a bare loop that decodes and
    scores the same images with the same filter chain and backend. Target stage/bare >= 0.9.
-2. scaling: the filter stage on the same shards with 1 and with 2 Dask workers.
-   Target 2-worker/1-worker throughput >= 1.8. Printed beside it: the machine's own ceiling,
-   2 plain processes scoring the same images vs 1 (virtual cores that share a physical core
-   cannot reach 1.8 whatever the code does).
-3. refilter: rows/s re-decided from stored scores on a synthetic manifest (default 1M rows).
+3. scaling: the filter stage on the same shards with 1 and with 2 Dask workers, against the
+   machine's own ceiling: 2 plain processes scoring the same images with the same chain vs 1
+   (virtual cores that share a physical core, or other load, cap what any code can reach).
+   Target (2 workers / 1 worker) / ceiling >= 0.9.
+4. refilter: rows/s re-decided from stored scores on a synthetic manifest (default 1M rows).
 
-    python bench/filter.py --images 160 --shards 4 --refilter-rows 1000000
+Downloads are ``--image-size`` px (1024, the presets'; the demo photos are upscaled to it).
+Absolute figures depend on the machine's load (printed); the ratios are measured in one run.
+
+    python bench/filter.py --images 160 --shards 4 --image-size 1024 --refilter-rows 1000000
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # The bare loop runs with the threads a Dask worker gets (the nanny sets OMP_NUM_THREADS=1 in
@@ -32,8 +40,9 @@ import pyarrow.parquet as pq
 
 from filters import Batch, score_batch
 from manifests import schema as S
-from manifests.io import read_manifest, write_table_atomic
+from manifests.io import read_manifest, write_done, write_table_atomic
 from manifests.layout import RunLayout
+from manifests.report import ShardReport
 from manifests.run_record import append_record
 from pipeline.config import RunConfigBase, validate_config
 from pipeline.demo import server_peer
@@ -50,7 +59,9 @@ def _first_url(src: Path) -> str:
     return str(pq.read_table(src, columns=["URL"])["URL"][0])
 
 
-def config(run_dir: Path, src: Path, shards: int, n: int, address: str) -> RunConfigBase:
+def config(
+    run_dir: Path, src: Path, shards: int, n: int, address: str, image_size: int
+) -> RunConfigBase:
     return validate_config(
         {
             "run_dir": str(run_dir),
@@ -59,79 +70,104 @@ def config(run_dir: Path, src: Path, shards: int, n: int, address: str) -> RunCo
             "candidates": {"input": [str(src)], "shard_size": -(-n // shards),
                            "allow_private_hosts": True},
             # One loopback host: the per-host cap would only slow the download that feeds it.
-            "download": {"image_size": 512, "thread_count": 16,
+            "download": {"image_size": image_size, "resize_only_if_bigger": False,
+                         "thread_count": 16,
                          "allow_addresses": [server_peer(_first_url(src))],
                          "politeness": {"max_per_host": 16}},
-            "filter": {"batch_size": 8},
+            "filter": {"batch_size": 16},
         }
     )  # fmt: skip
 
 
-def prepare(work: Path, base: str, n: int, shards: int, address: str) -> RunConfigBase:
+def prepare(
+    work: Path, base: str, n: int, shards: int, address: str, image_size: int
+) -> RunConfigBase:
     """Candidates and downloads of ``n`` distinct photo URLs (not timed)."""
     src = work / "urls.parquet"
-    import pyarrow.parquet as pq
-
     urls = [f"{base}/img/{PHOTOS[i % len(PHOTOS)]}.jpg?i={i}" for i in range(n)]
     pq.write_table(pa.table({"URL": urls, "TEXT": [f"photo {i}" for i in range(n)]}), src)
-    cfg = config(work / "run", src, shards, n, address)
+    cfg = config(work / "run", src, shards, n, address, image_size)
     run_pipeline(cfg, ["candidates", "download"])
     return cfg
 
 
-def time_filter_stage(cfg: RunConfigBase, address: str) -> float:
+def time_filter_stage(cfg: RunConfigBase, address: str) -> tuple[float, ShardReport]:
+    """Seconds of the filter stage from scratch, and its merged report."""
     layout = RunLayout(cfg.run_dir)
     shutil.rmtree(layout.stage_dir("filter"), ignore_errors=True)
     cfg = cfg.model_copy(update={"cluster": cfg.cluster.model_copy(update={"address": address})})
     t0 = time.perf_counter()
-    run_pipeline(cfg, ["filter"])
+    result = run_pipeline(cfg, ["filter"])
+    return time.perf_counter() - t0, result.reports["filter"]
+
+
+def _blobs(cfg: RunConfigBase, limit: int | None = None) -> list[bytes]:
+    """The downloaded images, in shard order."""
+    layout = RunLayout(cfg.run_dir)
+    blobs: list[bytes] = []
+    for shard in layout.done_shards("download"):
+        keys = read_manifest(layout, "download", shard, [S.DL_KEY])[S.DL_KEY].to_pylist()
+        with open_download_tar(layout, shard) as (tar, members):
+            found = (image_bytes(tar, members, key) for key in keys)
+            blobs.extend(blob for blob in found if blob is not None)
+    return blobs[:limit]
+
+
+def _score_all(section: dict[str, Any], blobs: list[bytes]) -> float:
+    """Seconds for this process to decode and score ``blobs`` in stage-sized batches with the
+    stage's chain and settings (models loaded and warm before the clock starts)."""
+    from stages.filter import filter_stage_config, limit_library_threads
+
+    limit_library_threads()
+    config = filter_stage_config().model_validate(section)
+    filters = config.build_filters()
+    for blob in blobs[:2]:  # every model of the chain loads on an image it scores
+        score_batch(filters, Batch.from_bytes([blob], {S.ALT_TEXT: [""]}))
+    t0 = time.perf_counter()
+    for start in range(0, len(blobs), config.batch_size):
+        chunk = blobs[start : start + config.batch_size]
+        batch = Batch.from_bytes(chunk, {S.ALT_TEXT: [""] * len(chunk)},
+                                 detect_max_side=config.detect_max_side)  # fmt: skip
+        score_batch(filters, batch, config.score_rejected)
     return time.perf_counter() - t0
 
 
 def time_bare_loop(cfg: RunConfigBase) -> tuple[float, int]:
     """Decode + score every downloaded image with the same chain, in a plain loop."""
-    section = cfg.stage_config("filter")
-    filters = section.build_filters()  # type: ignore[attr-defined]
-    layout = RunLayout(cfg.run_dir)
-    t0 = time.perf_counter()
-    n = 0
-    for shard in layout.done_shards("download"):
-        keys = read_manifest(layout, "download", shard, [S.DL_KEY])[S.DL_KEY].to_pylist()
-        with open_download_tar(layout, shard) as (tar, members):
-            for key in keys:
-                blob = image_bytes(tar, members, key)
-                if blob is not None:
-                    score_batch(filters, Batch.from_bytes([blob], {S.ALT_TEXT: [""]}))
-                    n += 1
-    return time.perf_counter() - t0, n
+    section = cfg.stage_config("filter").model_dump(mode="json")
+    blobs = _blobs(cfg)
+    return _score_all(section, blobs), len(blobs)
 
 
-def _score_all(blobs: list[bytes]) -> float:
-    """Seconds for one process to score ``blobs`` with the default chain (models warm)."""
-    from stages.filter import filter_stage_config
-
-    filters = filter_stage_config()().build_filters()
-    score_batch(filters, Batch.from_bytes(blobs[:1], {S.ALT_TEXT: [""]}))
-    t0 = time.perf_counter()
-    for blob in blobs:
-        score_batch(filters, Batch.from_bytes([blob], {S.ALT_TEXT: [""]}))
-    return time.perf_counter() - t0
-
-
-def machine_ceiling(cfg: RunConfigBase) -> float:
+def machine_ceiling(cfg: RunConfigBase, images: int) -> float:
     """Throughput of 2 plain processes over 1, each scoring the same images."""
+    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    layout = RunLayout(cfg.run_dir)
-    keys = read_manifest(layout, "download", 0, [S.DL_KEY])[S.DL_KEY].to_pylist()
-    with open_download_tar(layout, 0) as (tar, members):
-        found = (image_bytes(tar, members, key) for key in keys)
-        blobs = [blob for blob in found if blob is not None][:40]
-    with ProcessPoolExecutor(1) as pool:
-        one = pool.submit(_score_all, blobs).result()
-    with ProcessPoolExecutor(2) as pool:
-        two = max(pool.map(_score_all, [blobs, blobs]))
+    section = cfg.stage_config("filter").model_dump(mode="json")
+    blobs = _blobs(cfg, images)
+    # Fresh processes, as Dask's nanny starts them: MediaPipe's graphs do not survive a fork
+    # of a process that already ran them (the bare loop did).
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+        one = pool.submit(_score_all, section, blobs).result()
+    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+        two = max(pool.map(_score_all, [section] * 2, [blobs] * 2))
     return 2 * one / two
+
+
+def profile_lines(report: ShardReport, stage_s: float) -> list[str]:
+    """ms per image entering the stage for each step, and rows scored per filter."""
+    n = max(report.n_in, 1)
+    steps = {k: v for k, v in report.seconds.items() if k not in ("score", "total")}
+    lines = [f"  {'step':<16} {'ms/image':>9} {'rows scored':>12}"]
+    for step, seconds in steps.items():
+        scored = report.counters.get(f"scored.{step.removeprefix('score.')}")
+        rows = f"{int(scored):>12}" if step.startswith("score.") and scored is not None else ""
+        lines.append(f"  {step:<16} {1000 * seconds / n:9.1f} {rows}")
+    rest = stage_s - sum(steps.values())
+    lines.append(f"  {'rest of stage':<16} {1000 * rest / n:9.1f}  (Dask, startup, manifests)")
+    return lines
 
 
 def bench_refilter(work: Path, rows: int, shard_rows: int = 100_000) -> tuple[int, float]:
@@ -149,8 +185,8 @@ def bench_refilter(work: Path, rows: int, shard_rows: int = 100_000) -> tuple[in
         down = pa.table({S.SAMPLE_ID: ids, S.KEEP: pa.array(np.ones(n, bool)),
                          S.REJECT_REASON: pa.nulls(n, pa.string())})  # fmt: skip
         write_table_atomic(down, layout.manifest("download", shard))
-        layout.done_marker("filter", shard).parent.mkdir(parents=True, exist_ok=True)
-        layout.done_marker("filter", shard).write_text("{}")
+        report = ShardReport(stage="filter", shards=(shard,), n_rows=n, n_in=n, n_out=n)
+        write_done(layout, report)
     result = refilter(cfg.run_dir, ["filter.face_size.min_px=120"], name="bench")
     return result.rows, result.seconds
 
@@ -192,34 +228,50 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=160)
     parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--image-size", type=int, default=1024)
+    parser.add_argument("--ceiling-images", type=int, default=40)
     parser.add_argument("--refilter-rows", type=int, default=1_000_000)
     args = parser.parse_args()
     from distributed import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix="bench-filter-"))
     kw = {"threads_per_worker": 1, "dashboard_address": None, "memory_limit": "4GiB"}
+    print(f"cores={os.cpu_count()} load average (1 min) at start: {os.getloadavg()[0]:.1f}")
     try:
         with (
             serve_photos() as base,
             LocalCluster(n_workers=1, **kw) as one,
             LocalCluster(n_workers=2, **kw) as two,
         ):
-            cfg = prepare(work, base, args.images, args.shards, two.scheduler_address)
-            bare_s, n = time_bare_loop(cfg)
-            one_s = time_filter_stage(cfg, one.scheduler_address)
-            two_s = time_filter_stage(cfg, two.scheduler_address)
-            ceiling = machine_ceiling(cfg)
+            cfg = prepare(work, base, args.images, args.shards, two.scheduler_address,
+                          args.image_size)  # fmt: skip
+            measure_stage(cfg, one.scheduler_address, two.scheduler_address, args.ceiling_images)
         rows, refilter_s = bench_refilter(work, args.refilter_rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"images={n} shards={args.shards}")
-    print(f"bare loop:           {n / bare_s:7.1f} img/s ({bare_s:.1f} s)")
-    print(f"filter stage, 1 wkr: {n / one_s:7.1f} img/s ({one_s:.1f} s)")
-    print(f"filter stage, 2 wkr: {n / two_s:7.1f} img/s ({two_s:.1f} s)")
-    print(f"overhead ratio stage(1 worker)/bare: {bare_s / one_s:.3f}  (target >= 0.9)")
-    print(f"scaling ratio 2 workers/1 worker:    {one_s / two_s:.3f}  (target >= 1.8)")
-    print(f"machine ceiling, 2 processes/1:      {ceiling:.3f}  (cores: {os.cpu_count()})")
     print(f"refilter: {rows} rows in {refilter_s:.2f} s = {rows / refilter_s:,.0f} rows/s")
+    print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
+
+
+def measure_stage(cfg: RunConfigBase, one: str, two: str, ceiling_images: int) -> None:
+    """Profile, overhead and scaling of the filter stage; prints each as it is measured."""
+    section = cfg.stage_config("filter")
+    settings = {k: getattr(section, k) for k in ("detect_max_side", "score_rejected", "chain")}
+    print("filter: " + " ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
+    bare_s, n = time_bare_loop(cfg)
+    print(f"images={n} bare loop: {n / bare_s:7.1f} img/s ({bare_s:.1f} s)", flush=True)
+    one_s, report = time_filter_stage(cfg, one)
+    print("profile, filter stage with 1 worker:")
+    print("\n".join(profile_lines(report, one_s)))
+    print(f"filter stage, 1 wkr: {n / one_s:7.1f} img/s ({one_s:.1f} s) = per core (target >= 20)")
+    print(f"overhead ratio stage(1 worker)/bare: {bare_s / one_s:.3f}  (target >= 0.9)", flush=True)
+    two_s, _ = time_filter_stage(cfg, two)
+    print(f"filter stage, 2 wkr: {n / two_s:7.1f} img/s ({two_s:.1f} s)", flush=True)
+    ceiling = machine_ceiling(cfg, ceiling_images)
+    scaling = one_s / two_s
+    print(f"scaling ratio 2 workers/1 worker:    {scaling:.3f}")
+    print(f"machine ceiling, 2 processes/1:      {ceiling:.3f}")
+    print(f"scaling / ceiling:                   {scaling / ceiling:.3f}  (target >= 0.9)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """``attributes``: deterministic captions from measured attributes, no model (embedded default).
 
-A caption is up to four sentences: framing and who ("A square medium shot of a woman in her
-forties."), pose and position, focus and exposure, and the cleaned alt text. Only what was
-measured is said; a missing attribute drops its words, never invents them.
+A caption is up to six sentences: framing and who ("A square medium shot of a woman in her
+forties, showing her upper body."), pose and position, expression and eyes ("She smiles and
+looks at the camera."), hands, focus and exposure, and the cleaned alt text. Only what was
+measured is said; a missing attribute drops its words, never invents them (a chain without
+``face_mesh``, ``body_pose`` or ``hands`` gives the captions of the filters it has).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from captioners.base import CaptionContext, RawCaption, check_batch
 from manifests import schema as S
 
 # Bumped whenever the wording below changes (recorded as the prompt version of each caption).
-TEMPLATE_VERSION = "attributes-v1"
+TEMPLATE_VERSION = "attributes-v2"
 
 _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 _FILE_EXTENSION = re.compile(r"\.(?:jpe?g|png|gif|webp|bmp|tiff?)\b", re.IGNORECASE)
@@ -55,6 +57,21 @@ class AttributesConfig(BaseModel):
     bright_min: float = 0.75
     low_contrast_max: float = 0.08
     high_contrast_min: float = 0.25
+    # S.FACE_SMILE (mouth width / outer eye-corner distance): neutral faces measured 0.57-0.58
+    # (grace_hopper, the card player in insightface's t1.jpg), smiles 0.67-0.71 (astronaut,
+    # two smiling men in t1.jpg); 0.64 lies between.
+    smile_min: float = 0.64
+    # S.FACE_MOUTH_OPEN (inner-lip gap / mouth width): 0.00 closed (grace_hopper), 0.17 the
+    # astronaut's parted smile, 0.20 a laugh in t1.jpg.
+    mouth_open_min: float = 0.15
+    # S.FACE_EYE_OPENNESS_*: Soukupová & Čech's (CVWW 2016) blink threshold on the eye aspect
+    # ratio; both eyes below it read as closed.
+    eyes_closed_max: float = 0.2
+    # Eye direction within this many degrees of the camera reads as looking at it: the
+    # +-15 degree frontal band of the head-pose wording (captioners/phrases.py).
+    gaze_camera_max_deg: float = 15.0
+    # S.BODY_*_VISIBILITY: MediaPipe's own landmark drawing threshold (drawing_utils.py).
+    body_visible_min: float = 0.5
 
     def build(self) -> AttributesCaptioner:
         return AttributesCaptioner(self)
@@ -127,6 +144,8 @@ class AttributesCaptioner:
         sentences = [
             self._framing_sentence(context, int(count), who),
             self._pose_sentence(context, int(count), who),
+            self._expression_sentence(context, int(count), who),
+            phrases.hands(_number(context, S.HAND_COUNT)),
             self._quality_sentence(context, int(count), who),
             f'The photo is captioned "{alt}".' if alt else None,
         ]
@@ -146,7 +165,34 @@ class AttributesCaptioner:
         shape, shot = _orientation(context), phrases.shot_type(_area_fraction(context))
         kind = " ".join(w for w in (shape, shot or "photo") if w)
         people = who.noun if count == 1 else phrases.people_count(count)
-        return f"{_article(kind)} {kind} of {people}."
+        # Pose finds one person; in a group it need not be the main face's, so say nothing.
+        body = self._body(context, who) if count == 1 else None
+        return f"{_article(kind)} {kind} of {people}" + (f", {body}." if body else ".")
+
+    def _body(self, context: CaptionContext, who: phrases.Person) -> str | None:
+        return phrases.body_framing(
+            _number(context, S.BODY_UPPER_VISIBILITY), _number(context, S.BODY_FULL_VISIBILITY),
+            _number(context, S.BODY_YAW_DEG), self.config.body_visible_min, who,
+        )  # fmt: skip
+
+    def _expression_sentence(
+        self, context: CaptionContext, count: int, who: phrases.Person
+    ) -> str | None:
+        c = self.config
+        if count > 1:
+            who = phrases.Person(who.noun, "The most prominent person", "their", False)
+        mouth = phrases.expression(
+            _number(context, S.FACE_SMILE), _number(context, S.FACE_MOUTH_OPEN),
+            c.smile_min, c.mouth_open_min, who,
+        )  # fmt: skip
+        openness = (
+            _number(context, S.FACE_EYE_OPENNESS_LEFT),
+            _number(context, S.FACE_EYE_OPENNESS_RIGHT),
+        )
+        gaze = (_number(context, S.FACE_GAZE_X), _number(context, S.FACE_MESH_YAW_DEG))
+        eyes = phrases.eyes(openness, gaze, c.eyes_closed_max, c.gaze_camera_max_deg, who)
+        verbs = " and ".join(v for v in (mouth, eyes) if v)
+        return f"{who.subject} {verbs}." if verbs else None
 
     def _pose_sentence(
         self, context: CaptionContext, count: int, who: phrases.Person

@@ -1,4 +1,4 @@
-"""Words for measured attributes: who, how they are framed, posed and lit.
+"""Words for measured attributes: who, how they are framed, posed, lit, and what they do.
 
 Pure functions from numbers to English phrases, composed into sentences by
 ``captioners.attributes``. Thresholds that depend on a filter's scale are arguments.
@@ -6,6 +6,7 @@ Pure functions from numbers to English phrases, composed into sentences by
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -134,3 +135,87 @@ def band(value: float | None, low: float, high: float, words: tuple[str, str, st
         return None
     word = words[0] if value < low else (words[2] if value > high else words[1])
     return word or None
+
+
+# Eyes: MediaPipe iris offset (S.FACE_GAZE_X, in half eye widths) to degrees of eye rotation.
+# The iris centre moves r * sin(angle) with an eyeball radius r ~ 12 mm (axial length ~24 mm,
+# Bekerman et al., J. Ophthalmol. 2014) while half the eye's corner-to-corner width is ~15 mm
+# (exocanthion-endocanthion ~30 mm, Farkas' anthropometry), so offset = 0.8 sin(angle).
+_IRIS_OFFSET_PER_SINE = 12.0 / 15.0
+
+# Body orientation bands of |S.BODY_YAW_DEG|: equal 80-degree bands around the profile (90),
+# so "side" covers 50-130 and the frontal and back bands what is left on either side.
+_BODY_FRONTAL_MAX, _BODY_BACK_MIN = 50.0, 130.0
+
+
+def _verb(who: Person, singular: str, plural: str) -> str:
+    return plural if who.plural_verb else singular
+
+
+def expression(
+    smile: float | None, mouth_open: float | None, smile_min: float, open_min: float, who: Person
+) -> str | None:
+    """Verb phrase for what the mesh measures of the mouth: "smiles with an open mouth"."""
+    smiling = smile is not None and smile >= smile_min
+    opened = mouth_open is not None and mouth_open >= open_min
+    if smiling:
+        return _verb(who, "smiles", "smile") + (" with an open mouth" if opened else "")
+    if opened:
+        return _verb(who, "has", "have") + f" {who.possessive} mouth open"
+    return None
+
+
+def gaze_yaw_deg(head_yaw: float, gaze_x: float) -> float:
+    """Where the eyes point, in degrees of yaw: head yaw plus the eye's turn in the head."""
+    sine = max(-1.0, min(1.0, gaze_x / _IRIS_OFFSET_PER_SINE))
+    return head_yaw + math.degrees(math.asin(sine))
+
+
+def eyes(
+    openness: tuple[float | None, float | None],
+    gaze: tuple[float | None, float | None],
+    closed_max: float,
+    camera_max_deg: float,
+    who: Person,
+) -> str | None:
+    """Verb phrase for the eyes: closed (both below ``closed_max``), else where they look.
+
+    ``openness`` is (image-left, image-right) eye aspect ratio; ``gaze`` is (iris offset,
+    head yaw from the same mesh). "Looks at the camera" when the eyes point within
+    ``camera_max_deg`` of it.
+    """
+    left, right = openness
+    if left is not None and right is not None and max(left, right) < closed_max:
+        return _verb(who, "has", "have") + f" {who.possessive} eyes closed"
+    offset, yaw = gaze
+    if offset is None or yaw is None:
+        return None
+    at_camera = abs(gaze_yaw_deg(yaw, offset)) <= camera_max_deg
+    return _verb(who, "looks", "look") + (
+        " at the camera" if at_camera else " away from the camera"
+    )
+
+
+def hands(count: float | None) -> str | None:
+    """ "One hand is visible." ... ; nothing for no detected hand (a miss proves little)."""
+    if not count or count < 1:
+        return None
+    if count == 1:
+        return "One hand is visible."
+    words = _COUNT_WORDS[int(count)] if count < len(_COUNT_WORDS) else "Many"
+    return f"{words.capitalize()} hands are visible."
+
+
+def body_framing(
+    upper: float | None, full: float | None, yaw: float | None, visible_min: float, who: Person
+) -> str | None:
+    """Phrase for how much of the body is in frame: "showing her upper body from the side"."""
+    if upper is None:
+        return None
+    if upper < visible_min:
+        return f"showing only {who.possessive} head"  # a close-up portrait: no shoulders
+    part = "full" if full is not None and full >= visible_min else "upper"
+    words = f"showing {who.possessive} {part} body"
+    if yaw is not None and abs(yaw) >= _BODY_BACK_MIN:
+        return words + " from behind"
+    return words + (" from the side" if yaw is not None and abs(yaw) > _BODY_FRONTAL_MAX else "")

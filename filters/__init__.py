@@ -5,7 +5,8 @@ expensive models only see survivors; ``face_count`` must precede every face filt
 runs the detector once per image and writes the face columns they read):
 
 1. ``image``            decode status, shorter side, aspect ratio (+ the perceptual hash)
-2. ``face_count``       face detection (``DETECTORS``: dlib, insightface, fake); 1..3 faces
+2. ``face_count``       face detection (``DETECTORS``: dlib, insightface, mediapipe, fake);
+                        1..3 faces
 3. ``face_confidence``  detector confidence of the main (largest) face
 4. ``face_size``        main face shorter side in px and share of the image
 5. ``face_border``      main face not cut off by the image border
@@ -14,11 +15,25 @@ runs the detector once per image and writes the face columns they read):
 8. ``face_exposure``    face crop too dark, blown out or flat
 9. ``nsfw``             open_nsfw probability (ONNX Runtime)
 10. ``clip``            image-text similarity, optional aesthetic and watermark heads
+11. ``hands``           hand detection (``HAND_DETECTORS``: mediapipe, onnx, fake); never
+                        drops, tags the hand-focused subset (``hands_subset``, ``filters.tags``)
+12. ``face_mesh``       eye openness, mouth, smile, gaze, head pose of the main face (MediaPipe
+                        mesh); keeps all unless ``min_eye_openness`` is set
+13. ``body_pose``       upper/full body in frame and torso orientation (MediaPipe Pose); keeps
+                        all unless a visibility minimum is set. Last: tags for captions only
 
 ``FILTERS`` maps each key to its pydantic config model; ``config.build()`` returns the filter.
 A stage decodes once (``Batch.from_bytes``), calls ``score_batch`` and stores the columns;
 ``decide_all`` turns stored columns into verdicts without any model (what ``refilter`` runs).
 Reasons are spelled ``"<filter>:<why>"`` (``manifests.schema.reason``).
+
+Optional declarations a filter may make, read with a default by ``filters.scoring``:
+``expensive = True`` (it runs a model: ``face_count``, ``nsfw``, ``clip``) puts it in the
+cascade of ``score_rejected: cheap``, which skips it for rows an earlier filter rejected while
+the cheap filters score every row; ``score_chain`` lists what each row skipped
+(``not_scored``) and ``decide_all`` rejects a row that reaches such a filter with
+``"<filter>:not_scored"``. Detectors scan ``Batch.detection_copy`` (at most
+``filter.detect_max_side`` px, results mapped back to full-resolution pixels).
 """
 
 from __future__ import annotations
@@ -28,6 +43,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field
 
 from filters.batch import Batch
+from filters.body_pose import BodyPoseConfig, BodyPoseFilter
 from filters.clip_score import ClipFilter, ClipFilterConfig
 from filters.decode import DecodeConfig, DecodedImage, decode_image
 from filters.detectors import DETECTORS, DetectorConfig, Face, FaceDetector, MissingModelError
@@ -40,6 +56,7 @@ from filters.face_geometry import (
     FaceSizeConfig,
     FaceSizeFilter,
 )
+from filters.face_mesh import FaceMeshConfig, FaceMeshFilter
 from filters.face_pose import FacePoseConfig, FacePoseFilter
 from filters.face_quality import (
     FaceExposureConfig,
@@ -47,6 +64,8 @@ from filters.face_quality import (
     FaceSharpnessConfig,
     FaceSharpnessFilter,
 )
+from filters.hand_detectors import HAND_DETECTORS, Hand, HandDetector
+from filters.hands import HandsConfig, HandsFilter
 from filters.image_filter import ImageFilter, ImageFilterConfig
 from filters.nsfw import NsfwConfig, NsfwFilter
 from filters.protocol import Filter
@@ -63,6 +82,9 @@ FILTERS: dict[str, type[BaseModel]] = {
     "face_exposure": FaceExposureConfig,
     "nsfw": NsfwConfig,
     "clip": ClipFilterConfig,
+    "hands": HandsConfig,
+    "face_mesh": FaceMeshConfig,
+    "body_pose": BodyPoseConfig,
 }
 
 # The recommended chain, in order (every filter with its defaults except clip, which needs a
@@ -80,15 +102,21 @@ FilterConfig = Annotated[
     | FaceSharpnessConfig
     | FaceExposureConfig
     | NsfwConfig
-    | ClipFilterConfig,
+    | ClipFilterConfig
+    | HandsConfig
+    | FaceMeshConfig
+    | BodyPoseConfig,
     Field(discriminator="type"),
 ]
 
 __all__ = [
     "DETECTORS",
     "FILTERS",
+    "HAND_DETECTORS",
     "RECOMMENDED_ORDER",
     "Batch",
+    "BodyPoseConfig",
+    "BodyPoseFilter",
     "ClipFilter",
     "ClipFilterConfig",
     "DecodeConfig",
@@ -104,6 +132,8 @@ __all__ = [
     "FaceDetector",
     "FaceExposureConfig",
     "FaceExposureFilter",
+    "FaceMeshConfig",
+    "FaceMeshFilter",
     "FacePoseConfig",
     "FacePoseFilter",
     "FaceSharpnessConfig",
@@ -112,6 +142,10 @@ __all__ = [
     "FaceSizeFilter",
     "Filter",
     "FilterConfig",
+    "Hand",
+    "HandDetector",
+    "HandsConfig",
+    "HandsFilter",
     "ImageFilter",
     "ImageFilterConfig",
     "MissingModelError",

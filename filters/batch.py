@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from filters.decode import DEFAULT_DECODE, OK, DecodeConfig, DecodedImage, decode_image
+from filters.detection_copy import DetectionCopy, detection_copy
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,16 @@ class Batch:
     ``decoded`` holds each row's pixels or its decode status (``filters.decode``); ``columns``
     holds input columns (e.g. ``ALT_TEXT``) and every column written by earlier filters, each a
     list as long as the batch. Later filters read detections from ``columns`` instead of
-    detecting again.
+    detecting again. ``detect_max_side`` bounds the copy detectors scan
+    (``detection_copy``); None detects at full resolution.
     """
 
     decoded: tuple[DecodedImage | str, ...]
     columns: Mapping[str, Sequence[Any]] = field(default_factory=dict)
+    detect_max_side: int | None = None
+    # Detection copies made so far, by row; shared with ``with_columns`` (same rows), so every
+    # filter that detects on a row shrinks it once.
+    _copies: dict[int, DetectionCopy] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for name, values in self.columns.items():
@@ -35,17 +41,22 @@ class Batch:
         blobs: Sequence[bytes | None],
         columns: Mapping[str, Sequence[Any]] | None = None,
         decode: DecodeConfig = DEFAULT_DECODE,
+        detect_max_side: int | None = None,
     ) -> Batch:
         """Decode every blob once (``None`` or empty bytes: status ``empty``)."""
-        return cls(tuple(decode_image(blob, decode) for blob in blobs), dict(columns or {}))
+        decoded = tuple(decode_image(blob, decode) for blob in blobs)
+        return cls(decoded, dict(columns or {}), detect_max_side)
 
     @classmethod
     def from_images(
-        cls, images: Sequence[np.ndarray], columns: Mapping[str, Sequence[Any]] | None = None
+        cls,
+        images: Sequence[np.ndarray],
+        columns: Mapping[str, Sequence[Any]] | None = None,
+        detect_max_side: int | None = None,
     ) -> Batch:
         """Wrap already-decoded H x W x 3 uint8 RGB arrays."""
         decoded = tuple(DecodedImage(np.ascontiguousarray(image)) for image in images)
-        return cls(decoded, dict(columns or {}))
+        return cls(decoded, dict(columns or {}), detect_max_side)
 
     def __len__(self) -> int:
         return len(self.decoded)
@@ -54,6 +65,16 @@ class Batch:
         """RGB pixels of ``row``, or ``None`` when it did not decode."""
         item = self.decoded[row]
         return item.rgb if isinstance(item, DecodedImage) else None
+
+    def detection_copy(self, row: int) -> DetectionCopy | None:
+        """What a detector should scan for ``row`` (None when it did not decode): the pixels
+        shrunk to ``detect_max_side``, with the factors that map results back to full size."""
+        image = self.image(row)
+        if image is None:
+            return None
+        if row not in self._copies:
+            self._copies[row] = detection_copy(image, self.detect_max_side)
+        return self._copies[row]
 
     def status(self, row: int) -> str:
         """``"ok"`` or the decode failure of ``row``."""
@@ -69,8 +90,9 @@ class Batch:
     def select(self, rows: Sequence[int]) -> Batch:
         """The sub-batch of ``rows`` (in that order)."""
         columns = {name: [values[i] for i in rows] for name, values in self.columns.items()}
-        return Batch(tuple(self.decoded[i] for i in rows), columns)
+        return Batch(tuple(self.decoded[i] for i in rows), columns, self.detect_max_side)
 
     def with_columns(self, columns: Mapping[str, Sequence[Any]]) -> Batch:
         """This batch with ``columns`` added (or replaced)."""
-        return Batch(self.decoded, {**self.columns, **columns})
+        merged = {**self.columns, **columns}
+        return Batch(self.decoded, merged, self.detect_max_side, self._copies)

@@ -111,6 +111,7 @@ class ClipFilter:
     reasons = (LOW_SIMILARITY, LOW_AESTHETIC, WATERMARK, MISSING)
     keep_column = S.CLIP_KEEP
     needs_pixels = True
+    expensive = True  # a CNN per image (filters.scoring.is_expensive)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [None] * len(batch) for name in self.writes}

@@ -84,13 +84,18 @@ class FaceCountFilter:
     reasons = (ZERO, TOO_FEW, TOO_MANY, MISSING)
     keep_column = S.FACE_COUNT_KEEP
     needs_pixels = True
+    expensive = True  # the detector: most of the chain's time (bench/filter.py)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}
         detector = build_detector(self.config.detector) if len(batch) else None
         for row in range(len(batch)):
-            image = batch.image(row)
-            faces = None if image is None or detector is None else detector.detect(image)
+            # Detect on the bounded copy; faces come back in full-resolution pixels, so every
+            # later filter (sizes, borders, face crops) works on the original image.
+            copy = batch.detection_copy(row)
+            faces = None
+            if copy is not None and detector is not None:
+                faces = copy.to_full(detector.detect(copy.rgb))
             for name, value in self._row(faces).items():
                 out[name].append(value)
         return out

@@ -112,15 +112,20 @@ class NsfwFilter:
     reasons = (UNSAFE, MISSING)
     keep_column = S.NSFW_KEEP
     needs_pixels = True
+    expensive = True  # a CNN per image (filters.scoring.is_expensive)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         scores: list[float | None] = [None] * len(batch)
         rows = [row for row in range(len(batch)) if batch.image(row) is not None]
         if rows:
             classifier = _load(self.config)
+            # classify_batch preprocesses in a thread pool, by default of cores + 4 threads:
+            # keep it to the worker's thread budget, as the ONNX session is.
+            threads = self.config.intra_op_threads or _omp_threads()
             for start in range(0, len(rows), self.config.batch_size):
                 chunk = rows[start : start + self.config.batch_size]
-                found = classifier.classify_batch([batch.image(row) for row in chunk])
+                images = [batch.image(row) for row in chunk]
+                found = classifier.classify_batch(images, max_workers=threads)
                 for row, prediction in zip(chunk, found, strict=True):
                     scores[row] = float(prediction.nsfw)
         return {S.NSFW_SCORE: scores}

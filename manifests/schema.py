@@ -129,6 +129,76 @@ FACE_EXPOSURE_KEEP: Final = _col("face_exposure_keep", pa.bool_(), "face_exposur
 FACE_BORDER_KEEP: Final = _col("face_border_keep", pa.bool_(), "face_border filter verdict")
 NSFW_KEEP: Final = _col("nsfw_keep", pa.bool_(), "nsfw filter verdict")
 CLIP_KEEP: Final = _col("clip_keep", pa.bool_(), "clip filter verdict")
+# The cascade (filter.score_rejected): filters that skipped a row an earlier filter rejected.
+NOT_SCORED: Final = _col(
+    "not_scored",
+    pa.list_(pa.string()),
+    "chain filters that never scored the row (an earlier one rejected it); [] all scored, "
+    "null: the row never entered the filter stage",
+)
+# The reason ``decide_all`` gives a row that reaches a filter which never scored it.
+NOT_SCORED_WHY: Final = "not_scored"
+
+# --- hands (filter ``hands``: detection, then a subset tag; it never drops) ------------------
+HAND_COUNT: Final = _col("hand_count", pa.int32(), "hands the hand detector returned")
+HAND_BOXES: Final = _col("hand_boxes", pa.list_(_BOX), "x0,y0,x1,y1 px of each hand's landmarks")
+HAND_CONFIDENCES: Final = _col("hand_confidences", pa.list_(pa.float32()), "per hand, 0-1")
+HAND_HANDEDNESS: Final = _col(
+    "hand_handedness", pa.list_(pa.string()), "per hand: the person's 'left' or 'right', or null"
+)
+HAND_LANDMARKS: Final = _col("hand_landmarks", pa.list_(_POINTS), "21 points per hand, x,y px")
+HAND_SIZES_PX: Final = _col(
+    "hand_sizes_px", pa.list_(pa.float32()), "per hand: longer side of its landmarks' box"
+)
+HAND_FACE_RATIOS: Final = _col(
+    "hand_face_ratios", pa.list_(pa.float32()), "per hand: size / main face's shorter side"
+)
+HAND_INSIDE_FRAME: Final = _col(
+    "hand_inside_frame", pa.list_(pa.bool_()), "per hand: all 21 landmarks inside the image"
+)
+HAND_SIZE_PX: Final = _col("hand_size_px", pa.float32(), "largest hand's size, null: no hand")
+HAND_FACE_RATIO: Final = _col("hand_face_ratio", pa.float32(), "largest hand's size / face size")
+HANDS_KEEP: Final = _col("hands_keep", pa.bool_(), "hands filter verdict (always kept)")
+HANDS_SUBSET: Final = _col(
+    "hands_subset", pa.bool_(), "tag: in the hand-focused subset (filter.hands.subset_* rule)"
+)
+
+# --- face mesh (filter ``face_mesh``: MediaPipe's 478 points on the main face) ---------------
+FACE_EYE_OPENNESS_LEFT: Final = _col(
+    "face_eye_openness_left", pa.float32(), "eye aspect ratio of the image-left eye (~0.3 open)"
+)
+FACE_EYE_OPENNESS_RIGHT: Final = _col(
+    "face_eye_openness_right", pa.float32(), "eye aspect ratio of the image-right eye"
+)
+FACE_EYE_OPENNESS: Final = _col("face_eye_openness", pa.float32(), "min of both eye ratios")
+FACE_MOUTH_OPEN: Final = _col("face_mouth_open", pa.float32(), "inner-lip gap / mouth width")
+FACE_SMILE: Final = _col("face_smile", pa.float32(), "mouth width / outer eye-corner distance")
+FACE_GAZE_X: Final = _col(
+    "face_gaze_x", pa.float32(), "iris offset in the eye, half eye widths, + image right"
+)
+FACE_GAZE_Y: Final = _col("face_gaze_y", pa.float32(), "iris offset across the eye, + down")
+FACE_MESH_YAW_DEG: Final = _col(
+    "face_mesh_yaw_deg", pa.float32(), "main face yaw from the mesh, + nose to image right"
+)
+FACE_MESH_PITCH_DEG: Final = _col(
+    "face_mesh_pitch_deg", pa.float32(), "main face pitch from the mesh, + nose up"
+)
+FACE_MESH_ROLL_DEG: Final = _col(
+    "face_mesh_roll_deg", pa.float32(), "main face roll from the mesh, + clockwise"
+)
+FACE_MESH_KEEP: Final = _col("face_mesh_keep", pa.bool_(), "face_mesh filter verdict")
+
+# --- body pose (filter ``body_pose``: MediaPipe Pose, 33 landmarks) --------------------------
+BODY_UPPER_VISIBILITY: Final = _col(
+    "body_upper_visibility", pa.float32(), "min in-frame visibility of both shoulders, 0-1"
+)
+BODY_FULL_VISIBILITY: Final = _col(
+    "body_full_visibility", pa.float32(), "min in-frame visibility, shoulders to ankles, 0-1"
+)
+BODY_YAW_DEG: Final = _col(
+    "body_yaw_deg", pa.float32(), "torso turn: 0 facing the camera, +-90 side, +-180 back"
+)
+BODY_POSE_KEEP: Final = _col("body_pose_keep", pa.bool_(), "body_pose filter verdict")
 
 # --- dedup -----------------------------------------------------------------------------------
 PHASH: Final = _col("phash", pa.string(), "perceptual hash, hex")

@@ -3,14 +3,20 @@
 Filters store raw scores and decide with a pure function (DESIGN.md §3), so new thresholds
 (``--set filter.face_size.min_px=160``) give new verdicts from the manifests alone. The result
 is written as a new decision set, ``RUN/filter/_decisions/<name>/<shard>.parquet`` (sample_id,
-every ``<filter>_keep``, keep, reject_reason) beside the config that produced it; the stage's
-own manifests are left as they are.
+every ``<filter>_keep``, every tag such as ``hands_subset``, keep, reject_reason) beside the
+config that produced it; the stage's own manifests are left as they are.
+
+Under the cascade (``filter.score_rejected``) some filters never scored some rows; the
+manifest's ``not_scored`` lists them. A row that new thresholds let reach such a filter is not
+kept on the missing scores: it gets ``"<filter>:not_scored"`` (``decide_all``), and a warning
+says that ``laionface run`` with the same settings scores those rows.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -22,6 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from filters import decide_all
+from filters.tags import decide_tags
 from manifests import schema as S
 from manifests.io import read_manifest, write_table_atomic, write_text_atomic
 from manifests.layout import RunLayout
@@ -30,6 +37,9 @@ from manifests.verdicts import combine
 from pipeline.config import ConfigError, apply_overrides, validate_config
 from stages.filter import NAME as FILTER
 from stages.filter import FilterStageBase
+
+log = logging.getLogger(__name__)
+_NOT_SCORED = ":" + S.NOT_SCORED_WHY
 
 
 @dataclass(frozen=True)
@@ -68,9 +78,20 @@ def refilter(run_dir: Path, overrides: Sequence[str], name: str | None = None) -
         before.update(_dropped_here(entered, table[S.REJECT_REASON].to_pylist()))
         after.update(_dropped_here(entered, new.reasons))
         columns = {S.SAMPLE_ID: table[S.SAMPLE_ID], **verdict.columns(), **new.columns()}
+        # Tags (e.g. hands_subset) are decided from the same stored scores.
+        stored = {c: table[c] for c in table.column_names}
+        columns.update({c: m.tolist() for c, m in decide_tags(filters, stored).items()})
         write_table_atomic(pa.table(columns), out_dir / f"{shard:05d}.parquet")
         rows += table.num_rows
     write_text_atomic(json.dumps({"overrides": list(overrides)}, indent=2), out_dir / "config.json")
+    unscored = sum(n for why, n in after.items() if why.endswith(_NOT_SCORED))
+    if unscored:
+        log.warning(
+            "refilter: %d rows reach filters that never scored them (reasons '<filter>%s'); "
+            "`laionface run` with these settings scores them",
+            unscored,
+            _NOT_SCORED,
+        )
     return RefilterResult(name, out_dir, rows, time.perf_counter() - t0, before, after)
 
 

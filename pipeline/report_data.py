@@ -48,6 +48,8 @@ THRESHOLD_FIELDS: dict[tuple[str, str], tuple[str, str]] = {
     ("clip", "min_similarity"): (S.CLIP_SIMILARITY, "min"),
     ("clip", "min_aesthetic"): (S.AESTHETIC_SCORE, "min"),
     ("clip", "max_watermark"): (S.WATERMARK_SCORE, "max"),
+    # The hands subset rule tags (never drops); its size line is drawn on the largest hand.
+    ("hands", "subset_min_size_px"): (S.HAND_SIZE_PX, "min"),
     ("prefilter", "min_similarity"): (S.SIMILARITY, "min"),
     ("prefilter", "max_punsafe"): (S.PUNSAFE, "max"),
     ("prefilter", "max_pwatermark"): (S.PWATERMARK, "max"),
@@ -82,6 +84,18 @@ class ShardTiming:
 
 
 @dataclass(frozen=True)
+class HandsSummary:
+    """The hand-focused subset: hands found by the filter stage and the published tag."""
+
+    images_scored: int  # rows the hands filter scored
+    images_with_hands: int
+    hands: int
+    published: int  # samples in the published indexes
+    published_tagged: int  # of those, tagged hands_subset
+    sizes: Histogram  # every detected hand's size in px, with the subset's size threshold
+
+
+@dataclass(frozen=True)
 class ReportData:
     run_dir: str
     stages: list[str]
@@ -92,6 +106,7 @@ class ReportData:
     histograms: list[Histogram]
     timings: list[ShardTiming]
     caption_words: Histogram | None
+    hands: HandsSummary | None = None  # None: no hands filter ran
 
 
 def stages_of(layout: RunLayout) -> list[str]:
@@ -180,6 +195,46 @@ def _published_caption_words(layout: RunLayout) -> np.ndarray:
     return np.asarray(words, dtype=float)
 
 
+def _hand_sizes(layout: RunLayout) -> tuple[int, int, np.ndarray] | None:
+    """(images scored, images with a hand, every hand's size) from the filter manifests."""
+    scored, with_hands, sizes = 0, 0, []
+    found = False
+    for shard in layout.done_shards("filter"):
+        path = layout.manifest("filter", shard)
+        if S.HAND_SIZES_PX not in pq.read_schema(path).names:
+            continue
+        found = True
+        per_row = pq.read_table(path, columns=[S.HAND_SIZES_PX])[S.HAND_SIZES_PX].to_pylist()
+        scored += sum(r is not None for r in per_row)
+        with_hands += sum(bool(r) for r in per_row)
+        sizes += [v for r in per_row if r for v in r if v is not None]
+    return (scored, with_hands, np.asarray(sizes, dtype=float)) if found else None
+
+
+def _published_tags(layout: RunLayout) -> tuple[int, int]:
+    """(published samples, of them tagged hands_subset) from the published indexes."""
+    total, tagged = 0, 0
+    for index in sorted((layout.root / "shards").glob("*.parquet")):
+        if S.HANDS_SUBSET in pq.read_schema(index).names:
+            values = pq.read_table(index, columns=[S.HANDS_SUBSET])[S.HANDS_SUBSET].to_pylist()
+            total, tagged = total + len(values), tagged + sum(v is True for v in values)
+    return total, tagged
+
+
+def hands_summary(layout: RunLayout, marks: list[Threshold]) -> HandsSummary | None:
+    """The subset's numbers; None when no filter shard has hand columns."""
+    found = _hand_sizes(layout)
+    if found is None:
+        return None
+    scored, with_hands, sizes = found
+    published, tagged = _published_tags(layout)
+    size_marks = [t for t in marks if t.column == S.HAND_SIZE_PX]
+    return HandsSummary(
+        scored, with_hands, int(sizes.size), published, tagged,
+        histogram(S.HAND_SIZES_PX, sizes, size_marks),
+    )  # fmt: skip
+
+
 def collect(layout: RunLayout) -> ReportData:
     """All numbers of the report."""
     stages = stages_of(layout)
@@ -201,6 +256,7 @@ def collect(layout: RunLayout) -> ReportData:
         histograms=hists,
         timings=timings(layout, stages),
         caption_words=histogram(S.CAPTION_WORDS, words, []) if words.size else None,
+        hands=hands_summary(layout, marks),
     )
 
 

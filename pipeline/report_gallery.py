@@ -17,6 +17,8 @@ from stages.download_tar import find_member, open_download_tar, read_member
 from stages.shard_plan import TAKEDOWN_REASON
 
 KEPT = "kept"
+# The gallery of kept samples tagged for the hand-focused subset (a tag, so also under KEPT).
+HANDS_TAGGED = S.HANDS_SUBSET
 _THUMB_PX = 128  # thumbnail longer side: a gallery row of 6 fits a 1280 px window
 _THUMB_QUALITY = 80
 
@@ -55,9 +57,11 @@ def _pick(layout: RunLayout, stages: list[str], groups: list[str], per_group: in
             continue
         for row in table.to_pylist():
             group = KEPT if row[S.KEEP] else row[S.REJECT_REASON]
-            rows = picked.get(group)
-            if rows is not None and len(rows) < per_group:
-                rows.append((shard, row))
+            tagged = [HANDS_TAGGED] if row[S.KEEP] and row.get(S.HANDS_SUBSET) is True else []
+            for name in (group, *tagged):
+                rows = picked.get(name)
+                if rows is not None and len(rows) < per_group:
+                    rows.append((shard, row))
     return picked
 
 
@@ -78,10 +82,15 @@ def _images(layout: RunLayout, picked: dict[str, list[tuple[int, dict]]]) -> dic
 
 
 def galleries(
-    layout: RunLayout, stages: list[str], reasons: list[str], per_group: int = 6
+    layout: RunLayout,
+    stages: list[str],
+    reasons: list[str],
+    per_group: int = 6,
+    tags: tuple[str, ...] = (),
 ) -> dict[str, list[Tile]]:
-    """Tiles for the kept samples and for each reason in ``reasons`` (in that order)."""
-    picked = _pick(layout, stages, [KEPT, *reasons], per_group)
+    """Tiles for the kept samples, for each reason in ``reasons`` (in that order), then for
+    kept samples with each tag in ``tags`` (``HANDS_TAGGED``)."""
+    picked = _pick(layout, stages, [KEPT, *reasons, *tags], per_group)
     images = _images(layout, picked)
     out: dict[str, list[Tile]] = {}
     for group, rows in picked.items():

@@ -2,7 +2,8 @@
 
 Plots and thumbnails are inline (base64), so the one file can be mailed or archived. Sections:
 the funnel, a histogram of every score with its thresholds, galleries of kept samples and of
-samples rejected for each reason, per-shard timing and throughput, caption lengths.
+samples rejected for each reason, the hand-focused subset (counts, hand sizes, tagged samples),
+per-shard timing and throughput, caption lengths.
 """
 
 from __future__ import annotations
@@ -11,10 +12,11 @@ from dataclasses import dataclass
 from html import escape
 from pathlib import Path
 
+from manifests import schema as S
 from manifests.io import write_text_atomic
 from manifests.layout import RunLayout
 from pipeline.report_data import ReportData, ShardTiming, as_json, collect
-from pipeline.report_gallery import KEPT, Tile, galleries
+from pipeline.report_gallery import HANDS_TAGGED, KEPT, Tile, galleries
 from pipeline.report_plots import funnel_plot, histogram_plot, timing_plot
 from pipeline.status import RunDirError
 
@@ -84,6 +86,8 @@ def _tile_html(tile: Tile) -> str:
 def _galleries_html(tiles: dict[str, list[Tile]]) -> str:
     parts = []
     for group, items in tiles.items():
+        if group == HANDS_TAGGED:
+            continue  # drawn in the hands section
         title = "kept samples" if group == KEPT else f"rejected: {group}"
         body = "".join(_tile_html(t) for t in items) or '<p class="muted">none</p>'
         block = f"<h3>{escape(title)}</h3><div class='grid'>{body}</div>"
@@ -120,12 +124,31 @@ def _captions_html(data: ReportData) -> str:
     )
 
 
+def hands_section(data: ReportData, tiles: dict[str, list[Tile]]) -> str:
+    """The hand-focused subset: counts, every hand's size, tiles of tagged samples."""
+    hands = data.hands
+    if hands is None:
+        return '<p class="muted">no hands filter in this run</p>'
+    share = 100 * hands.published_tagged / hands.published if hands.published else 0.0
+    plot = (
+        f'<img src="{histogram_plot(hands.sizes)}" alt="hand sizes">' if hands.sizes.count else ""
+    )
+    body = "".join(_tile_html(t) for t in tiles.get(HANDS_TAGGED, []))
+    return (
+        f"<p>{hands.hands} hands in {hands.images_with_hands} of {hands.images_scored} scored "
+        f"images; {hands.published_tagged} of {hands.published} published samples "
+        f"({share:.1f}%) tagged <code>{S.HANDS_SUBSET}</code></p>{plot}"
+        f"<h3>tagged samples</h3><div class='grid'>{body or '<p class=muted>none</p>'}</div>"
+    )
+
+
 def render(data: ReportData, tiles: dict[str, list[Tile]]) -> str:
     """The whole HTML page."""
     sections = [
         ("Funnel", _funnel_html(data)),
         ("Scores and thresholds", _scores_html(data)),
         ("Galleries", _galleries_html(tiles)),
+        ("Hand-focused subset", hands_section(data, tiles)),
         ("Timing and throughput", _timing_html(data)),
         ("Caption length", _captions_html(data)),
     ]
@@ -147,7 +170,8 @@ def write_report(run_dir: Path, out: Path | None = None) -> ReportFiles:
     if not data.stages:
         raise RunDirError(f"{run_dir}: no stage has a done shard")
     reasons = [why for r in data.funnel for why in sorted(r.dropped)]
-    tiles = galleries(layout, data.stages, reasons)
+    tags = (HANDS_TAGGED,) if data.hands is not None else ()
+    tiles = galleries(layout, data.stages, reasons, tags=tags)
     html_path = Path(out) if out is not None else layout.root / "audit.html"
     json_path = html_path.with_suffix(".json")
     write_text_atomic(render(data, tiles), html_path)

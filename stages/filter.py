@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import time
 from collections.abc import Callable
-from typing import Any, ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Literal
 
+import cv2
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from filters import FILTERS, RECOMMENDED_ORDER, Batch, DecodeConfig, Filter, decide_all, score_batch
+from filters import FILTERS, RECOMMENDED_ORDER, Batch, DecodeConfig, Filter, decide_all
+from filters.scoring import ScoredBatch, Verdicts, score_chain
+from filters.tags import decide_tags, tag_columns
 from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL
 from manifests.io import join_stages, read_manifest, write_table_atomic
@@ -28,7 +33,7 @@ from manifests.report import ShardReport
 from manifests.verdicts import combine, count
 from stages.base import RunContext
 from stages.download_tar import image_bytes, open_download_tar
-from stages.filter_decide import needs_rescoring, stored_masks
+from stages.filter_decide import needs_rescoring, reaches_unscored, stored_masks
 from stages.shardwise import ShardwiseStage
 
 log = logging.getLogger(__name__)
@@ -43,8 +48,21 @@ class FilterStageBase(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     chain: list[str] = Field(default_factory=lambda: list(DEFAULT_CHAIN), description="in order")
-    score_rejected: bool = Field(
-        False, description="also score samples an earlier filter rejected (slower; full audit)"
+    score_rejected: bool | Literal["cheap"] = Field(
+        False,
+        description="false: each filter scores only the samples every earlier filter kept (the "
+        "cascade); cheap: only filters that declare themselves expensive (face_count's detector, "
+        "nsfw, clip, ...) skip those, the others score every sample, so their thresholds stay "
+        "re-decidable by refilter; true: every filter scores every sample (slower; full audit). "
+        "What a filter skipped is listed in not_scored",
+    )
+    detect_max_side: int | None = Field(
+        640,
+        ge=32,
+        description="detectors scan a copy whose longer side is at most this (InsightFace's "
+        "det_size, 640); boxes and landmarks are mapped back to full-resolution pixels and face "
+        "crops read the full image. dlib HOG then misses faces under 80 px x (longer side / "
+        "this), e.g. 128 px on a 1024 px download; null: detect at full resolution",
     )
     batch_size: int = Field(
         16, ge=1, json_schema_extra=OPERATIONAL, description="images decoded and scored together"
@@ -96,7 +114,27 @@ def chain_columns(filters: list[Filter]) -> tuple[str, ...]:
     """Manifest columns for a chain: scores in chain order, per-filter keeps, the verdict."""
     scores = [c for f in filters for c in f.writes]
     keeps = [f.keep_column for f in filters]
-    return (S.SAMPLE_ID, *dict.fromkeys(scores), *keeps, *S.VERDICT_COLUMNS)
+    tags = tag_columns(filters)  # decided like the keeps: from the stored scores
+    return (S.SAMPLE_ID, *dict.fromkeys(scores), *keeps, *tags, S.NOT_SCORED, *S.VERDICT_COLUMNS)
+
+
+@dataclass
+class ChainTimer:
+    """Seconds per step of a shard's scoring, summed over its batches: ``read`` (tar),
+    ``decode``, one ``score.<filter>`` per filter, ``decide``; and per filter the rows it
+    scored (``scored.<filter>``, a report counter), so the cascade's savings are visible."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    rows: dict[str, float] = field(default_factory=dict)
+
+    def add(self, step: str, seconds: float) -> None:
+        self.seconds[step] = self.seconds.get(step, 0.0) + seconds
+
+    def add_scored(self, result: ScoredBatch) -> None:
+        for name, seconds in result.seconds.items():
+            self.add(name if name == "decide" else f"score.{name}", seconds)
+        for name, n in result.scored_rows.items():
+            self.rows[f"scored.{name}"] = self.rows.get(f"scored.{name}", 0.0) + n
 
 
 class FilterStage(ShardwiseStage):
@@ -121,15 +159,17 @@ class FilterStage(ShardwiseStage):
         layout = ctx.layout
         rows = join_stages(layout, ["candidates", "download"], shard, _INPUT_COLUMNS)
         upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        limit_library_threads()
+        timer = ChainTimer()
         t0 = time.perf_counter()
         with open_download_tar(layout, shard) as (tar, members):
-            scored = self._score(rows, upstream, lambda key: image_bytes(tar, members, key))
+            scored = self._score(rows, upstream, lambda k: image_bytes(tar, members, k), timer)
         score_s = time.perf_counter() - t0
         n = int(upstream.sum())
         return self._decide(
             shard, ctx, rows, upstream, self._stored(scored),
-            seconds={"score": score_s},  # reading the images included
-            counters={"images_per_s": n / score_s if score_s > 0 else 0.0},
+            seconds={"score": score_s, **timer.seconds},  # score: reading the images included
+            counters={"images_per_s": n / score_s if score_s > 0 else 0.0, **timer.rows},
         )  # fmt: skip
 
     def redecide_shard(self, shard: int, ctx: RunContext) -> ShardReport:
@@ -139,14 +179,26 @@ class FilterStage(ShardwiseStage):
         upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
         stored = read_manifest(layout, NAME, shard)
         scores = {c: stored[c].combine_chunks() for f in self.filters for c in f.writes}
+        if S.NOT_SCORED in stored.column_names:
+            scores[S.NOT_SCORED] = stored[S.NOT_SCORED].combine_chunks()
         verdict = decide_all(self.filters, {S.ALT_TEXT: rows[S.ALT_TEXT], **scores})
-        old = stored_masks(self.filters, stored)
-        if not stored[S.SAMPLE_ID].equals(rows[S.SAMPLE_ID]) or (
-            not self.config.score_rejected and needs_rescoring(self.filters, old, verdict, upstream)
+        if not stored[S.SAMPLE_ID].equals(rows[S.SAMPLE_ID]) or self._must_rescore(
+            stored, verdict, upstream
         ):
             log.info("filter shard %05d: new thresholds reach unscored rows: scoring", shard)
             return self.run_shard(shard, ctx)
         return self._decide(shard, ctx, rows, upstream, scores, {}, {"redecided": 1.0})
+
+    def _must_rescore(self, stored: pa.Table, verdict: Verdicts, upstream: np.ndarray) -> bool:
+        """Whether new verdicts let an entering row reach a filter that never scored it."""
+        if S.NOT_SCORED in stored.column_names:
+            return reaches_unscored(verdict, upstream)
+        # A manifest written before not_scored existed: what was scored follows from the
+        # stored per-filter masks (the cascade over every filter was the only one then).
+        old = stored_masks(self.filters, stored)
+        return not self.config.score_rejected and needs_rescoring(
+            self.filters, old, verdict, upstream
+        )
 
     def _decide(
         self,
@@ -164,7 +216,8 @@ class FilterStage(ShardwiseStage):
             r if u else None for r, u in zip(verdict.reject_reason.tolist(), upstream, strict=True)
         ]
         after = combine(upstream, rows[S.REJECT_REASON].to_pylist(), own)
-        table = self._manifest(rows, scores, verdict.per_filter, upstream, after.columns())
+        decided = {**verdict.per_filter, **decide_tags(self.filters, scores)}
+        table = self._manifest(rows, scores, decided, upstream, after.columns())
         write_table_atomic(table, ctx.layout.manifest(NAME, shard))
         return count(NAME, shard, upstream, after, seconds=seconds, counters=counters)
 
@@ -173,29 +226,46 @@ class FilterStage(ShardwiseStage):
         return {c: pa.array(v, S.COLUMNS[c].dtype) for c, v in scored.items()}
 
     def _score(
-        self, rows: pa.Table, alive: np.ndarray, image: Callable[[object], bytes | None]
+        self,
+        rows: pa.Table,
+        alive: np.ndarray,
+        image: Callable[[object], bytes | None],
+        timer: ChainTimer,
     ) -> dict[str, list[Any]]:
-        """Scores for every row: batches of surviving rows, None for the others."""
+        """Scores and ``NOT_SCORED`` for every row: batches of surviving rows, None for the
+        others."""
         keys = rows[S.DL_KEY].to_pylist()
         texts = rows[S.ALT_TEXT].to_pylist()
-        decode = DecodeConfig(max_pixels=self.config.max_pixels)
         out: dict[str, list[Any]] = {
-            c: [None] * rows.num_rows for f in self.filters for c in f.writes
+            c: [None] * rows.num_rows for f in self.filters for c in (*f.writes, S.NOT_SCORED)
         }
         todo = np.flatnonzero(alive).tolist()
         for start in range(0, len(todo), self.config.batch_size):
             idx = todo[start : start + self.config.batch_size]
-            batch = Batch.from_bytes(
-                [image(keys[i]) for i in idx],
-                {S.ALT_TEXT: [texts[i] for i in idx]},
-                decode,
-            )
-            for name, values in score_batch(
-                self.filters, batch, self.config.score_rejected
-            ).items():
+            batch = self._batch([keys[i] for i in idx], [texts[i] for i in idx], image, timer)
+            result = score_chain(self.filters, batch, self.config.score_rejected)
+            for name, values in (*result.columns.items(), (S.NOT_SCORED, result.not_scored)):
                 for i, value in zip(idx, values, strict=True):
                     out[name][i] = value
+            timer.add_scored(result)
         return out
+
+    def _batch(
+        self,
+        keys: list[object],
+        texts: list[str | None],
+        image: Callable[[object], bytes | None],
+        timer: ChainTimer,
+    ) -> Batch:
+        """Read and decode the images of one batch, timing both."""
+        t0 = time.perf_counter()
+        blobs = [image(key) for key in keys]
+        t1 = time.perf_counter()
+        decode = DecodeConfig(max_pixels=self.config.max_pixels)
+        batch = Batch.from_bytes(blobs, {S.ALT_TEXT: texts}, decode, self.config.detect_max_side)
+        timer.add("read", t1 - t0)
+        timer.add("decode", time.perf_counter() - t1)
+        return batch
 
     def _manifest(
         self,
@@ -214,6 +284,18 @@ class FilterStage(ShardwiseStage):
         schema = S.schema_for(self.columns)
         arrays = [_as_array(columns[f.name], f.type) for f in schema]
         return pa.table(arrays, schema=schema)
+
+
+def limit_library_threads() -> None:
+    """OpenCV's own thread pool to the worker's thread budget.
+
+    Dask's nanny sets ``OMP_NUM_THREADS`` (1 per worker thread), which ONNX Runtime
+    (``filters.nsfw``) and BLAS follow, but OpenCV keeps a pool as large as the machine; two
+    workers on two cores then oversubscribe them in every resize and colour conversion.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.isdigit() and int(value) > 0 and cv2.getNumThreads() != int(value):
+        cv2.setNumThreads(int(value))
 
 
 def _as_array(values: object, dtype: pa.DataType) -> pa.Array:

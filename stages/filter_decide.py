@@ -1,9 +1,10 @@
 """Re-deciding a filter shard from its stored scores: when is that enough?
 
-With ``score_rejected: false`` a filter scores only the rows that every earlier filter kept,
-so the stored scores of a later filter are null for rows an earlier one rejected. New
-thresholds can be applied to the stored scores exactly when no row now reaches a filter that
-never scored it; otherwise the shard must be scored again (``needs_rescoring``).
+Under the cascade (``score_rejected: false`` or ``cheap``) a filter may skip rows an earlier
+one rejected; the manifest lists them in ``not_scored``. New thresholds can be applied to the
+stored scores exactly when no row now reaches a filter that never scored it
+(``reaches_unscored``); otherwise the shard must be scored again. Manifests written before
+``not_scored`` existed are judged from their per-filter masks (``needs_rescoring``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import pyarrow as pa
 
 from filters import Filter
 from filters.scoring import Verdicts
+from manifests import schema as S
+
+_NOT_SCORED_SUFFIX = ":" + S.NOT_SCORED_WHY
 
 
 def alive_before(per_filter: Sequence[np.ndarray], rows: int) -> list[np.ndarray]:
@@ -44,3 +48,12 @@ def needs_rescoring(
     was = alive_before(old, rows)
     now = alive_before([new.per_filter[f.keep_column] for f in filters], rows)
     return any(bool(np.any(n & ~w & entered)) for n, w in zip(now, was, strict=True))
+
+
+def reaches_unscored(verdict: Verdicts, entered: np.ndarray) -> bool:
+    """True when an entering row fails first at a filter that never scored it (its reason is
+    ``"<filter>:not_scored"``, which ``decide_all`` gives from the ``not_scored`` column)."""
+    return any(
+        came and why is not None and str(why).endswith(_NOT_SCORED_SUFFIX)
+        for came, why in zip(entered, verdict.reject_reason, strict=True)
+    )

@@ -28,6 +28,7 @@ from stages.shard_plan import (
     read_takedown_register,
     shard_manifest,
 )
+from stages.shard_subsets import SUBSETS, read_subset_list, subset_list_name, subset_wids_name
 from stages.shard_writer import OutShard, index_name, publish_dir
 
 
@@ -120,6 +121,26 @@ def _summary(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> li
     ]
 
 
+def _subsets_md(layout: RunLayout, shards: list[OutShard]) -> list[str]:
+    """One line per subset the corpus tags (``stages.shard_subsets``), with its files."""
+    total = sum(s.nsamples for s in shards)
+    lines = []
+    for subset, tag in SUBSETS.items():
+        found = read_subset_list(publish_dir(layout), subset)
+        if found is None:
+            continue
+        share = f"{100 * found['count'] / total:.1f}%" if total else "0%"
+        lines.append(
+            f"- `{subset}`: {found['count']} of {total} samples ({share}), tagged `{tag}` in "
+            f"each json and index; `{subset_wids_name(subset)}` (its tars), "
+            f"`{subset_list_name(subset)}` (sample ids and positions)"
+        )
+    if not lines:
+        return []
+    lead = "Subsets are tags on published samples, with their own index (no second copy):"
+    return ["## Subsets", "", lead, "", *lines, ""]
+
+
 def render_card(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> str:
     """The card's Markdown text."""
     record = producing_record(layout, NAME) or RunRecord("none", "", {})
@@ -128,6 +149,7 @@ def render_card(layout: RunLayout, shards: list[OutShard], dataset_name: str) ->
     lines = [
         *_summary(layout, shards, dataset_name),
         "",
+        *_subsets_md(layout, shards),
         "## Funnel",
         "",
         *_funnel_md(funnel(layout)),

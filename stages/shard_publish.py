@@ -1,4 +1,4 @@
-"""The files that describe the published tars: wids index, checksums, published list, card.
+"""The files that describe the published tars: wids index, subset indexes, checksums, card.
 
 ``finalize`` rewrites all of them from the list of published tars; the listed tars themselves
 are never touched here, so a takedown that rebuilt one tar leaves every other tar as it was.
@@ -17,6 +17,7 @@ from pathlib import Path
 from manifests.io import discard_temps, write_text_atomic
 from manifests.layout import RunLayout
 from stages.shard_card import render_card
+from stages.shard_subsets import write_subsets
 from stages.shard_writer import OutShard, index_name, publish_dir
 
 WIDS_INDEX = "wids-index.json"
@@ -65,13 +66,14 @@ def checksums(shards: list[OutShard]) -> str:
 
 
 def finalize(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> None:
-    """Write the wids index, checksums and card, then the published list (last: the marker)."""
+    """Write the wids index, the subsets' indexes, checksums and card, then the published list
+    (last: the marker)."""
     shards = sorted(shards, key=lambda s: s.name)
     out = publish_dir(layout)
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(
-        json.dumps(wids_index(shards, dataset_name), indent=2) + "\n", out / WIDS_INDEX
-    )
+    wids = wids_index(shards, dataset_name)
+    write_text_atomic(json.dumps(wids, indent=2) + "\n", out / WIDS_INDEX)
+    write_subsets(out, shards, wids, dataset_name)  # before the card, which counts them
     write_text_atomic(checksums(shards), out / CHECKSUMS)
     _remove_unlisted(out, {s.name for s in shards})
     write_text_atomic(render_card(layout, shards, dataset_name), out / CARD)

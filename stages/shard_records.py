@@ -39,7 +39,13 @@ SCORE_COLUMNS: tuple[str, ...] = (
     S.PUNSAFE,
     S.PWATERMARK,
     S.CAPTION_WORDS,
+    S.HAND_COUNT,
+    S.HAND_SIZE_PX,
+    S.HAND_FACE_RATIO,
 )
+# Subset tags (bool) copied into every sample's json (top level) and its index row: a trainer
+# selects or upweights a subset from either without a manifest.
+TAG_COLUMNS: tuple[str, ...] = (S.HANDS_SUBSET,)
 IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "png", "webp")  # img2dataset's encode formats
 # A tar member name is "<key>.<ext>"; USTAR stores names up to 100 bytes without a prefix
 # split (POSIX.1-1988 ustar header, field "name"), so keys stay well below that.
@@ -132,8 +138,34 @@ def _faces(row: Mapping[str, Any], scale: float) -> list[dict[str, Any]]:
     return faces
 
 
+def _hands(row: Mapping[str, Any], scale: float) -> list[dict[str, Any]]:
+    """Each detected hand (``filters.hands``), coordinates in published pixels."""
+    per_hand = [
+        row.get(name) or []
+        for name in (
+            S.HAND_BOXES, S.HAND_CONFIDENCES, S.HAND_HANDEDNESS, S.HAND_LANDMARKS,
+            S.HAND_SIZES_PX, S.HAND_FACE_RATIOS, S.HAND_INSIDE_FRAME,
+        )
+    ]  # fmt: skip
+    hands = []
+    for box, confidence, side, points, size, ratio, inside in zip(*per_hand, strict=True):
+        hands.append(
+            {
+                "box_xyxy_px": [_num(v, scale) for v in box],
+                "confidence": _num(confidence),
+                "handedness": side,
+                "landmarks_px": [[_num(x, scale), _num(y, scale)] for x, y in points],
+                "size_px": _num(size, scale),
+                "face_ratio": _num(ratio),
+                "inside_frame": inside,
+            }
+        )
+    return hands
+
+
 def sample_metadata(row: Mapping[str, Any], image: ImagePayload) -> dict[str, Any]:
-    """The json member: provenance, image size, faces, caption provenance and scores."""
+    """The json member: provenance, image size, faces, hands, caption provenance, scores and
+    subset tags (null when the run had no filter deciding them)."""
     width = image.width or row.get(S.IMG_WIDTH_PX) or row.get(S.DL_WIDTH_PX)
     height = image.height or row.get(S.IMG_HEIGHT_PX) or row.get(S.DL_HEIGHT_PX)
     return {
@@ -153,6 +185,8 @@ def sample_metadata(row: Mapping[str, Any], image: ImagePayload) -> dict[str, An
         "caption_prompt_version": row.get(S.CAPTION_PROMPT_VERSION),
         "caption_short": row.get(S.CAPTION_SHORT),
         "scores": {name: _num(row.get(name)) for name in SCORE_COLUMNS},
+        "hands": _hands(row, image.scale),
+        **{name: row.get(name) for name in TAG_COLUMNS},
     }
 
 

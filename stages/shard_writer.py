@@ -20,6 +20,7 @@ from manifests.layout import RunLayout
 from stages.download_tar import find_member, open_download_tar, read_member
 from stages.shard_records import (
     SCORE_COLUMNS,
+    TAG_COLUMNS,
     ImageSettings,
     image_payload,
     member_key,
@@ -41,6 +42,7 @@ PART_COLUMNS: tuple[str, ...] = (
     S.CAPTION_MODEL,
     S.CAPTION_PROMPT_VERSION,
     *SCORE_COLUMNS,
+    *TAG_COLUMNS,
 )
 # Columns of the index beside each tar (<name>.parquet).
 INDEX_COLUMNS: tuple[str, ...] = (
@@ -55,6 +57,7 @@ INDEX_COLUMNS: tuple[str, ...] = (
     S.CAPTION_MODEL,
     S.CAPTION_PROMPT_VERSION,
     *SCORE_COLUMNS,
+    *TAG_COLUMNS,
 )
 _TAR_MTIME = 0  # fixed header fields: reproducible tars (webdataset TarWriter's mtime argument)
 _TAR_MODE = 0o444

@@ -14,16 +14,18 @@ from filters.detectors.base import LANDMARK_NAMES, Face, FaceDetector, MissingMo
 from filters.detectors.dlib_detector import DlibDetector, DlibDetectorConfig
 from filters.detectors.fake import FakeDetector, FakeDetectorConfig, FakeFaceConfig
 from filters.detectors.insightface_detector import InsightFaceDetector, InsightFaceDetectorConfig
+from filters.detectors.mediapipe_detector import MediaPipeDetector, MediaPipeDetectorConfig
 
 DETECTORS: dict[str, type[BaseModel]] = {
     "dlib": DlibDetectorConfig,
     "insightface": InsightFaceDetectorConfig,
     "fake": FakeDetectorConfig,
+    "mediapipe": MediaPipeDetectorConfig,
 }
 
 # The discriminated union a filter config uses for its ``detector`` field (same set as DETECTORS).
 DetectorConfig = Annotated[
-    DlibDetectorConfig | InsightFaceDetectorConfig | FakeDetectorConfig,
+    DlibDetectorConfig | InsightFaceDetectorConfig | FakeDetectorConfig | MediaPipeDetectorConfig,
     Field(discriminator="type"),
 ]
 
@@ -40,5 +42,7 @@ __all__ = [
     "FakeFaceConfig",
     "InsightFaceDetector",
     "InsightFaceDetectorConfig",
+    "MediaPipeDetector",
+    "MediaPipeDetectorConfig",
     "MissingModelError",
 ]

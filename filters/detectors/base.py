@@ -42,9 +42,16 @@ class Face:
 
     def scaled(self, factor: float) -> Face:
         """This face with every coordinate multiplied by ``factor`` (undo a detection resize)."""
+        return self.rescaled(factor, factor)
+
+    def rescaled(self, factor_x: float, factor_y: float) -> Face:
+        """This face with x coordinates multiplied by ``factor_x`` and y by ``factor_y``.
+
+        Pose, age and gender do not depend on the image size and are kept as they are.
+        """
         x0, y0, x1, y1 = self.box
-        box = (x0 * factor, y0 * factor, x1 * factor, y1 * factor)
-        points = cast(Landmarks, tuple((x * factor, y * factor) for x, y in self.landmarks))
+        box = (x0 * factor_x, y0 * factor_y, x1 * factor_x, y1 * factor_y)
+        points = cast(Landmarks, tuple((x * factor_x, y * factor_y) for x, y in self.landmarks))
         return Face(box, self.confidence, points, self.pose, self.age, self.gender)
 
 

@@ -149,3 +149,82 @@ def test_numpy_values_read_like_python_values() -> None:
     as_numpy[S.FACE_COUNT] = np.int32(1)
     as_numpy[S.FACE_GENDER] = "F"
     assert _caption(as_numpy, HOPPER_ALT) == _caption(GRACE_HOPPER, HOPPER_ALT)
+
+
+# face_mesh, body_pose and hands columns as measured on the astronaut (filters/face_mesh.py,
+# filters/body_pose.py): a parted smile at the camera, waist-up, torso turned ~26 degrees.
+ASTRONAUT_MESH: Mapping[str, AttributeValue] = {
+    S.FACE_EYE_OPENNESS_LEFT: 0.33, S.FACE_EYE_OPENNESS_RIGHT: 0.32, S.FACE_MOUTH_OPEN: 0.17,
+    S.FACE_SMILE: 0.71, S.FACE_GAZE_X: -0.03, S.FACE_MESH_YAW_DEG: -1.4,
+    S.BODY_UPPER_VISIBILITY: 0.998, S.BODY_FULL_VISIBILITY: 0.0, S.BODY_YAW_DEG: 26.4,
+    S.HAND_COUNT: 1,
+}  # fmt: skip
+# grace_hopper with a neutral mouth, eyes turned ~22 degrees off the camera, no shoulders.
+HOPPER_MESH: Mapping[str, AttributeValue] = {
+    S.FACE_EYE_OPENNESS_LEFT: 0.26, S.FACE_EYE_OPENNESS_RIGHT: 0.26, S.FACE_MOUTH_OPEN: 0.0,
+    S.FACE_SMILE: 0.58, S.FACE_GAZE_X: -0.3, S.FACE_MESH_YAW_DEG: 0.3,
+    S.BODY_UPPER_VISIBILITY: 0.2, S.BODY_FULL_VISIBILITY: 0.0, S.HAND_COUNT: 0,
+}  # fmt: skip
+
+
+def test_expression_eyes_hands_and_body_framing() -> None:
+    text, short = _caption({**ASTRONAUT, **ASTRONAUT_MESH}, None)
+    assert text == (
+        "A square medium shot of a woman in her forties, showing her upper body. She faces the "
+        "camera, with her face at the top of the frame. She smiles with an open mouth and looks "
+        "at the camera. One hand is visible. Her face is in sharp focus and well exposed."
+    )
+    assert short == "A square medium shot of a woman in her forties, showing her upper body."
+    text, _ = _caption({**GRACE_HOPPER, **HOPPER_MESH}, None)
+    assert text == (
+        "A vertical close-up of a woman in her seventies, showing only her head. She faces the "
+        "camera, with her face in the center of the frame. She looks away from the camera. Her "
+        "face is slightly soft and well exposed, with strong contrast."
+    )
+
+
+def test_group_eyes_closed_and_many_hands() -> None:
+    group = {
+        **GROUP, **ASTRONAUT_MESH, S.FACE_EYE_OPENNESS_LEFT: 0.03,
+        S.FACE_EYE_OPENNESS_RIGHT: 0.1, S.FACE_MOUTH_OPEN: 0.2, S.FACE_SMILE: 0.5,
+        S.HAND_COUNT: 3,
+    }  # fmt: skip
+    text, short = _caption(group, None)
+    assert text == (
+        "A horizontal full shot of two people. The most prominent person is seen in "
+        "three-quarter view and tilts their head, with their face at the top of the frame. The "
+        "most prominent person has their mouth open and has their eyes closed. Three hands are "
+        "visible. The main face is blurred and dimly lit, with low contrast."
+    )
+    assert short == "A horizontal full shot of two people."  # pose may be another person's
+
+
+@pytest.mark.parametrize(
+    ("scores", "caption"),
+    [
+        (
+            {S.BODY_UPPER_VISIBILITY: 0.9, S.BODY_FULL_VISIBILITY: 0.7, S.BODY_YAW_DEG: 170.0},
+            "A photo of a person, showing their full body from behind.",
+        ),
+        (
+            {S.BODY_UPPER_VISIBILITY: 0.9, S.BODY_FULL_VISIBILITY: 0.1, S.BODY_YAW_DEG: -95.0},
+            "A photo of a person, showing their upper body from the side.",
+        ),
+        # One eye closed is not "eyes closed"; turned head and eyes that turn back: at the camera.
+        (
+            {S.FACE_EYE_OPENNESS_LEFT: 0.1, S.FACE_EYE_OPENNESS_RIGHT: 0.3,
+             S.FACE_GAZE_X: -0.4, S.FACE_MESH_YAW_DEG: 25.0},
+            "A photo of a person. They look at the camera.",
+        ),
+        ({S.FACE_SMILE: 0.7, S.FACE_MOUTH_OPEN: 0.05}, "A photo of a person. They smile."),
+        ({S.HAND_COUNT: 12}, "A photo of a person. Many hands are visible."),
+        ({S.HAND_COUNT: 0, S.FACE_SMILE: None}, "A photo of a person."),
+    ],
+)  # fmt: skip
+def test_body_and_face_wording(scores: Mapping[str, AttributeValue], caption: str) -> None:
+    assert _caption({S.FACE_COUNT: 1, **scores}, None)[0] == caption
+
+
+def test_new_scores_are_context_columns() -> None:
+    row = {S.SAMPLE_ID: "abc", **ASTRONAUT, **ASTRONAUT_MESH}
+    assert dict(CaptionContext.from_row(row).attributes) == {**ASTRONAUT, **ASTRONAUT_MESH}

@@ -57,7 +57,7 @@ def test_fallback_replaces_refusals_and_failures() -> None:
     assert (refused.caption, refused.model, refused.prompt_version, refused.refusal) == (
         'A photo captioned "alt text here".',
         "attributes",
-        "attributes-v1",
+        "attributes-v2",
         True,
     )
     assert (failed.caption_short, failed.error) == (

@@ -7,8 +7,9 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
-from filters import FILTERS, FaceCountConfig
+from filters import FILTERS, FaceCountConfig, HandsConfig
 from filters.detectors import FakeDetectorConfig, FakeFaceConfig
+from filters.hand_detectors import FakeHandConfig, FakeHandDetectorConfig
 from filters.protocol import Filter
 from tests.filters.conftest import TINY_CLIP
 
@@ -26,10 +27,21 @@ FAKE_DETECTOR = FakeDetectorConfig(
 )
 
 
+# One hand per image (90 px on a 300 px image: in the hands subset), none on NO_FACE_H, one
+# reaching past the left border on CUT_OFF_H (not fully inside the frame).
+FAKE_HANDS = FakeHandDetectorConfig(
+    by_height=(
+        (NO_FACE_H, ()),
+        (CUT_OFF_H, (FakeHandConfig(box=(-0.05, 0.6, 0.25, 0.9)),)),
+    ),
+)
+
+
 def offline_configs(clip_checkpoint: Path | None) -> dict[str, BaseModel]:
     """A config per registry key: defaults, the fake detector, and a local CLIP checkpoint."""
     configs: dict[str, BaseModel] = {key: model() for key, model in FILTERS.items()}
     configs["face_count"] = FaceCountConfig(detector=FAKE_DETECTOR)
+    configs["hands"] = HandsConfig(detector=FAKE_HANDS)
     if clip_checkpoint is not None:
         configs["clip"] = FILTERS["clip"](
             model_name=TINY_CLIP, checkpoint=clip_checkpoint, batch_size=2

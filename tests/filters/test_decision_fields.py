@@ -19,6 +19,7 @@ from pydantic.fields import FieldInfo
 
 from filters import FILTERS, Batch, FaceCountConfig, score_batch
 from filters.detectors import FakeDetectorConfig, FakeFaceConfig
+from filters.tags import decide_tags
 from manifests import schema as S
 from manifests.fingerprint import DECISION, OPERATIONAL, split_config
 from stages.filter import filter_stage_config
@@ -40,7 +41,9 @@ def decision_fields(model: type[BaseModel]) -> list[str]:
 
 
 def candidates(info: FieldInfo) -> list[float]:
-    """Extreme values a threshold may take: its bounds, or +-FAR without them."""
+    """Extreme values a threshold may take: its bounds, or +-FAR without them (a bool: 0, 1)."""
+    if info.annotation is bool:
+        return [0.0, 1.0]
     low, high = -FAR, FAR
     for bound in info.metadata:
         if isinstance(bound, annotated_types.Ge):
@@ -119,6 +122,9 @@ def test_every_filter_marks_its_thresholds() -> None:
         "face_exposure": ["min_brightness", "max_brightness", "min_contrast"],
         "nsfw": ["max_score"],
         "clip": ["min_similarity", "min_aesthetic", "max_watermark"],
+        "hands": ["subset_min_confidence", "subset_min_size_px", "subset_inside_frame"],
+        "face_mesh": ["min_eye_openness"],
+        "body_pose": ["min_upper_body_visibility", "min_full_body_visibility"],
     }
 
 
@@ -156,6 +162,7 @@ def test_each_decision_field_changes_some_verdict(
 ) -> None:
     default = configs[key]
     keep, reasons = default.build().decide(scored)  # type: ignore[attr-defined]
+    tags = decide_tags([default.build()], scored)  # type: ignore[attr-defined]
     flipped = []
     for value in candidates(type(default).model_fields[field]):
         typed = int(value) if isinstance(getattr(default, field), int) else value
@@ -163,7 +170,12 @@ def test_each_decision_field_changes_some_verdict(
         if other is None:
             continue
         other_keep, other_reasons = other.build().decide(scored)  # type: ignore[attr-defined]
-        if not np.array_equal(other_keep, keep) or list(other_reasons) != list(reasons):
+        other_tags = decide_tags([other.build()], scored)  # type: ignore[attr-defined]
+        if (
+            not np.array_equal(other_keep, keep)
+            or list(other_reasons) != list(reasons)
+            or any(not np.array_equal(other_tags[c], tags[c]) for c in tags)
+        ):  # a tag (e.g. hands_subset) is a verdict too
             flipped.append(typed)
     assert flipped, f"no value of {key}.{field} in {candidates(type(default).model_fields[field])}"
 

@@ -17,6 +17,7 @@ from filters.detectors import (
     FakeDetectorConfig,
     FakeFaceConfig,
     InsightFaceDetectorConfig,
+    MediaPipeDetectorConfig,
     MissingModelError,
 )
 from filters.detectors.dlib_detector import default_models_dir, margin_to_confidence
@@ -36,6 +37,7 @@ def detector_configs() -> dict[str, object]:
         "dlib": DlibDetectorConfig(),
         "insightface": INSIGHTFACE,
         "fake": FakeDetectorConfig(),
+        "mediapipe": MediaPipeDetectorConfig(),
     }
 
 
@@ -52,10 +54,10 @@ def check_face(face: Face, width: int, height: int) -> None:
 
 
 def test_registry_lists_every_backend() -> None:
-    assert set(DETECTORS) == set(detector_configs()) == {"dlib", "insightface", "fake"}
+    assert set(DETECTORS) == set(detector_configs()) == {"dlib", "insightface", "fake", "mediapipe"}
 
 
-@pytest.mark.parametrize("key", ["dlib", "insightface", "fake"])
+@pytest.mark.parametrize("key", ["dlib", "insightface", "fake", "mediapipe"])
 def test_detector_contract(key: str, photos: dict[str, np.ndarray]) -> None:
     if key == "insightface" and not HAS_PACK:
         pytest.skip(f"no InsightFace pack at {INSIGHTFACE.pack_dir()}")

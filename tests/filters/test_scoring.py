@@ -132,6 +132,10 @@ def synthetic_manifest(rows: int) -> dict[str, Any]:
         S.FACE_BRIGHTNESS: numbers(0, 1),
         S.FACE_CONTRAST: numbers(0, 0.4),
         S.NSFW_SCORE: numbers(0, 1),
+        S.FACE_EYE_OPENNESS: numbers(0, 0.4),
+        S.BODY_UPPER_VISIBILITY: numbers(0, 1),
+        S.BODY_FULL_VISIBILITY: numbers(0, 1),
+        S.HAND_COUNT: pa.array(rng.integers(0, 3, rows), pa.int32()),  # hands keeps every row
     }
 
 

@@ -126,7 +126,7 @@ def test_15m_preset_runs_the_production_choices(tmp_path: Path) -> None:
     section: Any = config
     assert section.filter.chain == [
         "image", "face_count", "face_confidence", "face_size", "face_border", "face_pose",
-        "face_sharpness", "face_exposure", "nsfw", "clip",
+        "face_sharpness", "face_exposure", "nsfw", "clip", "hands", "face_mesh", "body_pose",
     ]  # fmt: skip
     assert section.filter.gpu is True
     detector = section.filter.face_count.detector

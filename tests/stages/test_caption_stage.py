@@ -28,16 +28,19 @@ def test_attributes_captions_for_kept_samples(reference_run: Path) -> None:
     assert len(kept) == 4
     assert all(r[S.CAPTION] is None for r in rows if not r[S.KEEP])
     assert {(r[S.CAPTION_MODEL], r[S.CAPTION_PROMPT_VERSION]) for r in kept} == {
-        ("attributes", "attributes-v1")
+        ("attributes", "attributes-v2")
     }
     astronaut = next(r for r in kept if r[S.ALT_TEXT] == "photo of astronaut")
     assert astronaut[S.CAPTION] == (
-        "A square medium shot of a person. They face the camera, with their face at the top of "
-        "the frame. Their face is in sharp focus and well exposed. The photo is captioned "
+        "A square medium shot of a person, showing their upper body. They face the camera, with "
+        "their face at the top of the frame. They smile with an open mouth and look at the "
+        "camera. Their face is in sharp focus and well exposed. The photo is captioned "
         '"photo of astronaut".'
     )
-    assert astronaut[S.CAPTION_SHORT] == "A square medium shot of a person."
-    assert astronaut[S.CAPTION_WORDS] == 36
+    assert astronaut[S.CAPTION_SHORT] == (
+        "A square medium shot of a person, showing their upper body."
+    )
+    assert astronaut[S.CAPTION_WORDS] == 51
     assert astronaut[S.ALT_TEXT] == "photo of astronaut"  # the original text is never edited
 
 
