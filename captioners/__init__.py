@@ -33,7 +33,6 @@ CAPTIONERS: dict[str, type[BaseModel]] = {
     "openai_api": OpenAiApiConfig,
     "scripted": ScriptedConfig,  # test fake
 }
-DEFAULT_CAPTIONER = "attributes"
 
 # Discriminated union over CAPTIONERS (same members), for configs that name a captioner.
 CaptionerConfig = Annotated[
@@ -43,7 +42,6 @@ CaptionerConfig = Annotated[
 __all__ = [
     "CAPTIONERS",
     "CONTEXT_COLUMNS",
-    "DEFAULT_CAPTIONER",
     "DEFAULT_PROMPT_VERSION",
     "PROMPTS",
     "AttributesCaptioner",

@@ -139,7 +139,6 @@ class BodyPoseFilter:
     writes = WRITES
     reasons = (NO_UPPER_BODY, NO_FULL_BODY, MISSING)
     keep_column = S.BODY_POSE_KEEP
-    needs_pixels = True
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}

@@ -110,7 +110,6 @@ class ClipFilter:
     writes = (S.CLIP_SIMILARITY, S.AESTHETIC_SCORE, S.WATERMARK_SCORE)
     reasons = (LOW_SIMILARITY, LOW_AESTHETIC, WATERMARK, MISSING)
     keep_column = S.CLIP_KEEP
-    needs_pixels = True
     expensive = True  # a CNN per image (filters.scoring.is_expensive)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -83,7 +83,6 @@ class FaceCountFilter:
     writes = FACE_COLUMNS
     reasons = (ZERO, TOO_FEW, TOO_MANY, MISSING)
     keep_column = S.FACE_COUNT_KEEP
-    needs_pixels = True
     expensive = True  # the detector: most of the chain's time (bench/filter.py)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -74,7 +74,6 @@ class FaceSizeFilter:
     writes = (S.FACE_SIZE_PX, S.FACE_AREA_FRACTION)
     reasons = (SIZE_TOO_SMALL, SIZE_SMALL_FRACTION, SIZE_MISSING)
     keep_column = S.FACE_SIZE_KEEP
-    needs_pixels = False
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         sizes: list[float | None] = []
@@ -132,7 +131,6 @@ class FaceConfidenceFilter:
     writes = ()
     reasons = (CONFIDENCE_LOW, CONFIDENCE_MISSING)
     keep_column = S.FACE_CONFIDENCE_KEEP
-    needs_pixels = False
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         return {}
@@ -183,7 +181,6 @@ class FaceBorderFilter:
     writes = (S.FACE_BORDER_MARGIN,)
     reasons = (BORDER_CUT_OFF, BORDER_MISSING)
     keep_column = S.FACE_BORDER_KEEP
-    needs_pixels = False
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         margins = [

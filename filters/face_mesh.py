@@ -214,7 +214,6 @@ class FaceMeshFilter:
     writes = WRITES
     reasons = (EYES_CLOSED, MISSING)
     keep_column = S.FACE_MESH_KEEP
-    needs_pixels = True
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}

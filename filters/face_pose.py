@@ -97,7 +97,6 @@ class FacePoseFilter:
     writes = (S.FACE_YAW_DEG, S.FACE_ROLL_DEG, S.FACE_PITCH_DEG)
     reasons = (YAW, ROLL, PITCH, MISSING)
     keep_column = S.FACE_POSE_KEEP
-    needs_pixels = False
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}

@@ -110,7 +110,6 @@ class FaceSharpnessFilter:
     writes = (S.FACE_SHARPNESS,)
     reasons = (BLURRY, SHARPNESS_MISSING)
     keep_column = S.FACE_SHARPNESS_KEEP
-    needs_pixels = True
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         values = [
@@ -173,7 +172,6 @@ class FaceExposureFilter:
     writes = (S.FACE_BRIGHTNESS, S.FACE_CONTRAST)
     reasons = (TOO_DARK, BLOWN_OUT, FLAT, EXPOSURE_MISSING)
     keep_column = S.FACE_EXPOSURE_KEEP
-    needs_pixels = True
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         brightness: list[float | None] = []

@@ -86,7 +86,6 @@ class HandsFilter:
     reasons = (MISSING,)
     keep_column = S.HANDS_KEEP
     tag_columns = (S.HANDS_SUBSET,)
-    needs_pixels = True
     expensive = True  # runs a model: skipped for rejected rows under score_rejected: cheap
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

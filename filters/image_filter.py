@@ -60,7 +60,6 @@ class ImageFilter:
     writes = (S.DECODE_STATUS, S.IMG_WIDTH_PX, S.IMG_HEIGHT_PX, S.PHASH)
     reasons = (*_STATUS_REASONS.values(), TOO_SMALL, ASPECT_RATIO, MISSING)
     keep_column = S.IMAGE_KEEP
-    needs_pixels = True
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}

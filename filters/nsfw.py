@@ -111,7 +111,6 @@ class NsfwFilter:
     writes = (S.NSFW_SCORE,)
     reasons = (UNSAFE, MISSING)
     keep_column = S.NSFW_KEEP
-    needs_pixels = True
     expensive = True  # a CNN per image (filters.scoring.is_expensive)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -44,11 +44,6 @@ class Filter(Protocol):
         """The ``<name>_keep`` column holding this filter's verdict."""
         ...
 
-    @property
-    def needs_pixels(self) -> bool:
-        """Whether ``score`` looks at decoded pixels (else columns are enough)."""
-        ...
-
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         """Raw scores for every row of ``batch``."""
         ...

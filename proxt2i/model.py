@@ -86,7 +86,3 @@ class EpsUNet(nn.Module):
             class_labels=log_lambda_feature(lam),
         )
         return out.sample
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

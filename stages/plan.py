@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 from manifests.io import write_text_atomic
 from manifests.layout import RunLayout
@@ -34,18 +35,17 @@ class ShardPlan:
         return list(range(self.n_shards))
 
 
-def plan_path(layout: RunLayout) -> str:
-    return str(layout.stage_global(PLANNING_STAGE) / "plan.json")
+def plan_path(layout: RunLayout) -> Path:
+    """Where the run's shard plan lives (written by the candidates stage)."""
+    return layout.stage_global(PLANNING_STAGE) / "plan.json"
 
 
 def write_plan(layout: RunLayout, plan: ShardPlan) -> None:
-    write_text_atomic(
-        json.dumps(asdict(plan), indent=2), layout.stage_global(PLANNING_STAGE) / "plan.json"
-    )
+    write_text_atomic(json.dumps(asdict(plan), indent=2), plan_path(layout))
 
 
 def read_plan(layout: RunLayout) -> ShardPlan:
-    path = layout.stage_global(PLANNING_STAGE) / "plan.json"
+    path = plan_path(layout)
     if not path.is_file():
         raise ShardPlanMissing(f"{path} is missing: run the candidates stage first")
     data = json.loads(path.read_text(encoding="utf-8"))
