@@ -69,7 +69,7 @@ from filters.hands import HandsConfig, HandsFilter
 from filters.image_filter import ImageFilter, ImageFilterConfig
 from filters.nsfw import NsfwConfig, NsfwFilter
 from filters.protocol import Filter
-from filters.scoring import Verdicts, check_chain, decide_all, score_batch
+from filters.scoring import ChainVerdicts, check_chain, decide_all, score_batch
 
 FILTERS: dict[str, type[BaseModel]] = {
     "image": ImageFilterConfig,
@@ -117,6 +117,7 @@ __all__ = [
     "Batch",
     "BodyPoseConfig",
     "BodyPoseFilter",
+    "ChainVerdicts",
     "ClipFilter",
     "ClipFilterConfig",
     "DecodeConfig",
@@ -151,7 +152,6 @@ __all__ = [
     "MissingModelError",
     "NsfwConfig",
     "NsfwFilter",
-    "Verdicts",
     "check_chain",
     "decide_all",
     "decode_image",

@@ -18,7 +18,7 @@ from manifests import schema as S
 
 
 @dataclass(frozen=True)
-class Verdicts:
+class ChainVerdicts:
     """Per-row decisions of a filter chain.
 
     ``keep`` is the AND of every filter's mask; ``reject_reason`` the reason of the first filter
@@ -154,8 +154,8 @@ def _score_rows(flt: Filter, batch: Batch, rows: list[int]) -> dict[str, list[An
     return full
 
 
-def decide_all(filters: Sequence[Filter], columns: Columns) -> Verdicts:
-    """Verdicts of the chain over stored columns; pure (no model, inputs untouched).
+def decide_all(filters: Sequence[Filter], columns: Columns) -> ChainVerdicts:
+    """The verdicts of the chain over stored columns; pure (no model, inputs untouched).
 
     With a ``NOT_SCORED`` column, a row that a filter never scored fails that filter with
     ``"<filter>:not_scored"`` (whatever its ``decide`` says of the null scores): so new
@@ -183,7 +183,7 @@ def decide_all(filters: Sequence[Filter], columns: Columns) -> Verdicts:
         reasons[first] = why[first]
         keep &= mask
         per_filter[flt.keep_column] = mask
-    return Verdicts(keep, reasons, per_filter)
+    return ChainVerdicts(keep, reasons, per_filter)
 
 
 def _skipped(columns: Columns, rows: int) -> dict[str, np.ndarray]:

@@ -24,7 +24,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from filters import FILTERS, RECOMMENDED_ORDER, Batch, DecodeConfig, Filter, decide_all
-from filters.scoring import ScoredBatch, Verdicts, score_chain
+from filters.scoring import ChainVerdicts, ScoredBatch, score_chain
 from filters.tags import decide_tags, tag_columns
 from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL
@@ -189,7 +189,7 @@ class FilterStage(ShardwiseStage):
             return self.run_shard(shard, ctx)
         return self._decide(shard, ctx, rows, upstream, scores, {}, {"redecided": 1.0})
 
-    def _must_rescore(self, stored: pa.Table, verdict: Verdicts, upstream: np.ndarray) -> bool:
+    def _must_rescore(self, stored: pa.Table, verdict: ChainVerdicts, upstream: np.ndarray) -> bool:
         """Whether new verdicts let an entering row reach a filter that never scored it."""
         if S.NOT_SCORED in stored.column_names:
             return reaches_unscored(verdict, upstream)

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from filters import Filter
-from filters.scoring import Verdicts
+from filters.scoring import ChainVerdicts
 from manifests import schema as S
 
 _NOT_SCORED_SUFFIX = ":" + S.NOT_SCORED_WHY
@@ -40,7 +40,7 @@ def stored_masks(filters: Sequence[Filter], manifest: pa.Table) -> list[np.ndarr
 
 
 def needs_rescoring(
-    filters: Sequence[Filter], old: Sequence[np.ndarray], new: Verdicts, entered: np.ndarray
+    filters: Sequence[Filter], old: Sequence[np.ndarray], new: ChainVerdicts, entered: np.ndarray
 ) -> bool:
     """True when some entering row reaches, under ``new`` verdicts, a filter that the stored
     run (whose per-filter masks are ``old``) did not let it reach, so it was never scored."""
@@ -50,7 +50,7 @@ def needs_rescoring(
     return any(bool(np.any(n & ~w & entered)) for n, w in zip(now, was, strict=True))
 
 
-def reaches_unscored(verdict: Verdicts, entered: np.ndarray) -> bool:
+def reaches_unscored(verdict: ChainVerdicts, entered: np.ndarray) -> bool:
     """True when an entering row fails first at a filter that never scored it (its reason is
     ``"<filter>:not_scored"``, which ``decide_all`` gives from the ``not_scored`` column)."""
     return any(
