@@ -28,12 +28,13 @@ A stage decodes once (``Batch.from_bytes``), calls ``score_batch`` and stores th
 Reasons are spelled ``"<filter>:<why>"`` (``manifests.schema.reason``).
 
 Optional declarations a filter may make, read with a default by ``filters.scoring``:
-``expensive = True`` (it runs a model: ``face_count``, ``nsfw``, ``clip``) puts it in the
-cascade of ``score_rejected: cheap``, which skips it for rows an earlier filter rejected while
-the cheap filters score every row; ``score_chain`` lists what each row skipped
-(``not_scored``) and ``decide_all`` rejects a row that reaches such a filter with
-``"<filter>:not_scored"``. Detectors scan ``Batch.detection_copy`` (at most
-``filter.detect_max_side`` px, results mapped back to full-resolution pixels).
+``expensive = True`` (it runs a model: ``face_count``, ``nsfw``, ``clip``, ``hands``,
+``face_mesh``, ``body_pose``) puts it in the cascade of ``score_rejected: cheap``, which skips
+it for rows an earlier filter rejected while the cheap filters score every row;
+``score_chain`` lists what each row skipped (``not_scored``) and ``decide_all`` rejects a row
+that reaches such a filter with ``"<filter>:not_scored"``. Detectors scan
+``Batch.detection_copy`` (at most ``filter.detect_max_side`` px, results mapped back to
+full-resolution pixels).
 """
 
 from __future__ import annotations

@@ -139,6 +139,7 @@ class BodyPoseFilter:
     writes = WRITES
     reasons = (NO_UPPER_BODY, NO_FULL_BODY, MISSING)
     keep_column = S.BODY_POSE_KEEP
+    expensive = True  # the pose graph per image (~58 ms): skipped for rejected rows under cheap
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}

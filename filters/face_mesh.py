@@ -214,6 +214,7 @@ class FaceMeshFilter:
     writes = WRITES
     reasons = (EYES_CLOSED, MISSING)
     keep_column = S.FACE_MESH_KEEP
+    expensive = True  # a mesh graph per face: skipped for rejected rows under `cheap`
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}
