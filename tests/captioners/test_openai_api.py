@@ -54,10 +54,14 @@ def _handler(server: FakeServer) -> type[QuietHandler]:
                 server.in_flight += 1
                 server.max_in_flight = max(server.max_in_flight, server.in_flight)
             try:
-                self.send(_answer(behaviour, len(server.requests), server.delay_s))
+                response = _answer(behaviour, len(server.requests), server.delay_s)
             finally:
+                # Out of flight before a byte of the answer leaves: the client may send its
+                # next request as soon as this one's answer arrives, and that one must not
+                # count as a third in flight.
                 with server.lock:
                     server.in_flight -= 1
+            self.send(response)
 
     return Handler
 
