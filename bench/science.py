@@ -4,13 +4,13 @@ Three experiments, every one repeated over seeds (table cells: mean ± sample st
 1. 2-D ring of 8 Gaussians with exact networks (bench/science_mixture.py): only the
    discretisation differs; exact W2, off-mode fraction, spread around the modes.
 2. sklearn 8x8 digits with captions (bench/science_digits.py): a proximal network and two score
-   networks (on the same grids, and on every t) with the same U-Net, initial weights, batches
-   and number of updates; Frechet distance in a digit classifier's features, its accuracy on
-   the prompted digit and its mean probability of that digit.
+   networks (on the same grids, and on every t) with the same network (bench/science_net.py),
+   initial weights, batches and number of updates; Frechet distance in a digit classifier's
+   features, its accuracy on the prompted digit and its mean probability of that digit.
 3. GRPO on the digits' proximal network (bench/science_grpo.py), reward: that probability.
 
-    python -m bench.science --quick    # small budgets: 641 CPU s measured (~5.5 min, 2 cores)
-    python -m bench.science            # full budgets: ~1800 CPU s estimated, not yet run
+    python -m bench.science --quick    # small budgets: ~220 CPU s measured (~2 min, 2 idle cores)
+    python -m bench.science            # full budgets: ~700 CPU s estimated, not yet run
 """
 
 from __future__ import annotations
@@ -20,18 +20,20 @@ import logging
 import multiprocessing
 import os
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import torch
+from threadpoolctl import threadpool_limits
 
 from bench.science_digits import DigitClassifier, TrainBudget, digit_measures, digits_data
 from bench.science_digits import train_nets as train_digit_nets
 from bench.science_grpo import EXPERIMENT as GRPO_EXPERIMENT
 from bench.science_grpo import GrpoBudget, grpo_measures
 from bench.science_mixture import mixture_measures
-from bench.science_table import Measure, aggregate, markdown_table
+from bench.science_table import Measure, Spread, aggregate, markdown_table, spread
 
 log = logging.getLogger("science")
 
@@ -46,8 +48,8 @@ class Mode:
     grpo: GrpoBudget
 
 
-QUICK = Mode(400, TrainBudget(iters=200), 200, GrpoBudget(iterations=10))
-FULL = Mode(2000, TrainBudget(iters=800), 500, GrpoBudget(iterations=40))
+QUICK = Mode(400, TrainBudget(iters=800), 200, GrpoBudget(iterations=120))
+FULL = Mode(2000, TrainBudget(iters=3000), 500, GrpoBudget(iterations=200))
 
 
 def seed_measures(mode: Mode, seed: int) -> tuple[list[Measure], float]:
@@ -67,6 +69,9 @@ def _start_worker() -> None:
     # one intra-op thread per process: these networks are too small to gain from more, and on
     # a shared machine torch's spinning worker threads slow every call (tests/proxt2i/conftest.py)
     torch.set_num_threads(1)
+    # the same for BLAS under the digit classifier (threadpoolctl: a scikit-learn dependency):
+    # its fit took 27 CPU s with OpenBLAS's two threads on the loaded machine, 1.7 s with one
+    threadpool_limits(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
 
@@ -79,16 +84,41 @@ def run(mode: Mode, seeds: Sequence[int], workers: int) -> tuple[list[Measure], 
     return [m for ms, _ in per_seed for m in ms], sum(cpu for _, cpu in per_seed)
 
 
+def paired_change(measures: list[Measure], metric: str) -> Spread:
+    """The tuned minus the starting network's `metric`, per seed (the first method seen is the
+    starting one), as mean ± std over seeds: pairing removes the spread between seeds'
+    starting networks, which is not GRPO's doing."""
+    per_seed: dict[int, dict[str, float]] = defaultdict(dict)
+    for m in measures:
+        if m.experiment == GRPO_EXPERIMENT and m.metric == metric:
+            per_seed[m.seed][m.method] = m.value
+    diffs = []
+    for values in per_seed.values():
+        before, after = values.values()  # insertion order: the starting network first
+        diffs.append(after - before)
+    return spread(diffs)
+
+
+def fd_reading(shift: float, allowed: float) -> str:
+    """Where the mean FD change lies against the starting FD's seed spread `allowed`."""
+    if shift > allowed:
+        return "OUTSIDE, higher"
+    return "within" if shift >= -allowed else "lower by more than it"
+
+
 def grpo_verdict(measures: list[Measure]) -> str:
-    """Does GRPO raise the held-out reward while FD stays within the starting FD's seed spread?"""
+    """Does GRPO raise the held-out reward (its per-seed gain beyond that gain's seed spread)
+    while FD stays within the starting FD's seed spread? A fall beyond it is said apart: it is
+    a better distribution, not a sign of reward hacking."""
     rows = aggregate(m for m in measures if m.experiment == GRPO_EXPERIMENT)
-    (before, after) = rows.values()  # insertion order: the starting network, then the tuned one
-    gain = after["p(held-out digit)"].mean - before["p(held-out digit)"].mean
-    shift, allowed = after["FD"].mean - before["FD"].mean, before["FD"].std
+    allowed = next(iter(rows.values()))["FD"].std  # the starting network's row comes first
+    held, train = paired_change(measures, "p(held-out digit)"), paired_change(measures, "p(digit)")
+    fd = paired_change(measures, "FD")
     return (
-        f"GRPO: held-out reward {gain:+.3f}; FD moved {shift:+.3g} "
-        f"(seed spread of the starting FD {allowed:.2g}: "
-        f"{'within' if abs(shift) <= allowed else 'OUTSIDE'})"
+        f"GRPO, per-seed change (mean ± std over seeds): held-out reward {held} "
+        f"({'raised' if held.mean > held.std else 'NOT raised'}), training prompts' reward "
+        f"{train}; FD {fd} (seed spread of the starting FD {allowed:.2g}: "
+        f"{fd_reading(fd.mean, allowed)})"
     )
 
 
@@ -108,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small budgets (docs/proxt2i.md)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds 0..SEEDS-1 (default 3)")
-    ap.add_argument("--workers", type=int, default=2, help="processes, one seed each at a time")
+    # 3: with the default 3 seeds on 2 cores, 2 processes leave one core idle while the third
+    # seed runs alone; 3 share both cores to the end
+    ap.add_argument("--workers", type=int, default=3, help="processes, one seed each at a time")
     args = ap.parse_args(argv)
     _start_worker()
     load_before, start = os.getloadavg()[0], time.perf_counter()

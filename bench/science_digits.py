@@ -1,6 +1,7 @@
 """Experiment 2 of the science bench: sklearn 8x8 digits with captions, trained networks.
 
-Three networks with the same U-Net, initial weights, batches and number of updates:
+Three networks with the same architecture (bench/science_net.py), initial weights, batches and
+number of updates:
 - `prox`: proximal matching on the four evaluated grids (N = 5, 10, 20, 50);
 - `score (grids)`: eps-MSE at exactly the times a score sampler queries on those grids
   (t_k = k / N, k = 1..N), so it gets the same restriction to the evaluated grids as `prox`;
@@ -20,10 +21,10 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
+from bench.science_net import DigitEpsNet
 from bench.science_table import Measure
 from proxt2i import SAMPLERS
 from proxt2i.fid import frechet_distance
-from proxt2i.model import BackboneConfig, EpsUNet
 from proxt2i.objectives.base import EpsNet, Objective, broadcast, per_sample
 from proxt2i.objectives.eps_mse import EpsMseConfig
 from proxt2i.objectives.prox_matching import ProxMatchingConfig
@@ -34,11 +35,6 @@ from proxt2i.text_context import TextContext
 EXPERIMENT = "digits"
 GRIDS = (5, 10, 20, 50)
 NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
-# The CPU preset's widths halved: the 8x8 digits need no more, and the bench trains nine
-# networks per run (three per seed) on two cores.
-BACKBONE = BackboneConfig(
-    block_out_channels=(8, 16), norm_num_groups=4, attention_head_dim=4, cross_attention_dim=16
-)
 # sampler name -> (network, table label)
 EVALUATED: tuple[tuple[str, str], ...] = (
     ("pda_hybrid", "prox"),
@@ -126,13 +122,14 @@ class TrainBudget:
     iters: int
     batch: int = 128
     lr: float = 3e-3
-    ema_decay: float = 0.98
+    ema_decay: float = 0.99  # an average over the last ~100 updates
 
 
 def objectives(budget: TrainBudget) -> dict[str, Objective]:
     """The three networks' losses. Proximal matching: L1 for the first 40% of the updates, then
     zeta 1.0 halved once at 80% (ProxDM's MNIST config anneals 1.0 -> 0.25 in two halvings;
-    one halving here, as a short run ends before a second would help)."""
+    one halving here, as a short run ends before a second would help). With this network a
+    20% warm-up gives the same accuracy (0.79 at N = 10 after 800 updates, one seed)."""
     prox = ProxMatchingConfig(
         step_counts=GRIDS,
         l1_warmup_steps=2 * budget.iters // 5,
@@ -145,14 +142,14 @@ def objectives(budget: TrainBudget) -> dict[str, Objective]:
     }
 
 
-def train_nets(data: DigitData, budget: TrainBudget, seed: int) -> dict[str, EpsUNet]:
+def train_nets(data: DigitData, budget: TrainBudget, seed: int) -> dict[str, DigitEpsNet]:
     """Every objective's network, from the same initial weights, on the same batches; returns
     the EMA networks in eval mode. 10% of the captions are dropped to the empty prompt."""
     objs = objectives(budget)
     nets, emas, opts = {}, {}, {}
     for name in objs:
         torch.manual_seed(seed)
-        nets[name] = BACKBONE.build(1, 8, data.ctx.tokens.shape[-1])
+        nets[name] = DigitEpsNet(data.images[0].numel(), data.ctx.tokens.shape[-1])
         emas[name] = AveragedModel(nets[name], multi_avg_fn=get_ema_multi_avg_fn(budget.ema_decay))
         opts[name] = torch.optim.AdamW(nets[name].parameters(), lr=budget.lr)
     gen = torch.Generator().manual_seed(seed)
@@ -201,12 +198,12 @@ class DigitClassifier:
         }
 
 
-def bind(net: EpsUNet, ctx: TextContext) -> EpsFn:
+def bind(net: DigitEpsNet, ctx: TextContext) -> EpsFn:
     return lambda y, t, lam: net(y, t, lam, ctx)
 
 
 def sample_digits(
-    net: EpsUNet, sampler_name: str, ctx: TextContext, steps: int, seed: int
+    net: DigitEpsNet, sampler_name: str, ctx: TextContext, steps: int, seed: int
 ) -> np.ndarray:
     """Unguided (w = 1) samples, clamped to [-1, 1], one per context row."""
     sampler = SAMPLERS[sampler_name]().build()  # type: ignore[attr-defined]
@@ -217,7 +214,7 @@ def sample_digits(
 
 
 def digit_measures(
-    nets: dict[str, EpsUNet],
+    nets: dict[str, DigitEpsNet],
     data: DigitData,
     clf: DigitClassifier,
     n: int,

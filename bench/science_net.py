@@ -5,9 +5,12 @@ smallest widths (measured: 0.17 s at batch 128 with widths (8, 16); its per-modu
 its arithmetic, sets the time), and the digits' conditioning needs thousands of updates per
 network (docs/proxt2i.md). This network has the U-Net's interface, eps(y, t, lambda, context),
 and the same embeddings of t (a sinusoid of t * 1000) and lambda (a sinusoid of
-`log_lambda_feature`); the text context enters as the masked mean of its tokens (for the
-bench's one-hot class tokens that is a class embedding). The comparison stays fair: every
-objective trains this same network from the same initial weights on the same batches.
+`log_lambda_feature`). The text context enters as the masked mean of its tokens (for the
+bench's one-hot class tokens that is a class embedding), both added to the first hidden layer
+and inside every block's FiLM embedding: with FiLM alone the proximal network was still near
+chance accuracy after 600 updates (0.39 at N = 10, one seed) where the added path reaches 0.79.
+The comparison stays fair: every objective trains this same network from the same initial
+weights on the same batches.
 """
 
 from __future__ import annotations
@@ -48,12 +51,13 @@ class DigitEpsNet(nn.Module):
     """eps_theta(y, t, lambda, context) on (B, C, H, W) images, flattened; `width` hidden units
     in `depth` residual blocks."""
 
-    def __init__(self, pixels: int, context_dim: int, width: int = 256, depth: int = 3) -> None:
+    def __init__(self, pixels: int, context_dim: int, width: int = 128, depth: int = 3) -> None:
         super().__init__()
         self.width = width
         self.inp = nn.Linear(pixels, width)
         self.embed = nn.Sequential(nn.Linear(3 * width, width), nn.SiLU())
         self.text = nn.Linear(context_dim, width)
+        self.text_in = nn.Linear(context_dim, width)
         self.blocks = nn.ModuleList(ResBlock(width) for _ in range(depth))
         self.out = nn.Linear(width, pixels)
         nn.init.zeros_(self.out.weight)  # start at eps = bias: no large initial outputs
@@ -74,7 +78,7 @@ class DigitEpsNet(nn.Module):
                 dim=1,
             )
         )
-        h = self.inp(y.flatten(1))
+        h = self.inp(y.flatten(1)) + self.text_in(pooled)
         for block in self.blocks:
             h = block(h, emb)
         return self.out(h).reshape(y.shape)

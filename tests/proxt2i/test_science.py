@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from bench.science import grpo_verdict, paired_change
 from bench.science_digits import GRIDS, GridEpsMse
 from bench.science_grpo import DigitReward
 from bench.science_mixture import w2
+from bench.science_net import DigitEpsNet
 from bench.science_table import Measure, aggregate, markdown_table, spread
 from proxt2i.generate import guided_eps
 from proxt2i.objectives.prox_matching import ProxMatchingConfig
@@ -193,3 +195,58 @@ def test_digit_reward_is_the_probability_of_the_prompted_digit() -> None:
     assert got.tolist() == [1.0, 0.0]
     black = np.zeros((1, 8, 8, 3), dtype=np.uint8)
     assert reward.score(black, ["a handwritten digit seven"]).tolist() == [1.0]
+
+
+def test_digit_net_ignores_padding_and_tells_classes_apart() -> None:
+    torch.manual_seed(0)
+    net = DigitEpsNet(64, 3, width=16, depth=1)
+    torch.nn.init.normal_(net.out.weight)  # the output layer starts at zero: make it speak
+    y, t, lam = torch.randn(2, 1, 8, 8), torch.tensor([0.3, 0.3]), torch.tensor([0.1, 0.1])
+    one_hot = torch.eye(3)[[0, 1]][:, None]  # classes 0 and 1, one token each
+    padded = TextContext(
+        torch.cat([one_hot, torch.full((2, 1, 3), 7.0)], dim=1), torch.tensor([[True, False]] * 2)
+    )
+    with torch.no_grad():
+        plain = net(y, t, lam, TextContext.unmasked(one_hot))
+        assert plain.shape == (2, 1, 8, 8)
+        assert torch.allclose(net(y, t, lam, padded), plain, atol=1e-6)
+        swapped = net(y, t, lam, TextContext.unmasked(one_hot.flip(0)))
+    assert not torch.allclose(swapped, plain, atol=1e-3)
+
+
+def grpo_measures(held: list[tuple[float, float]], fds: list[tuple[float, float]]) -> list[Measure]:
+    """Before/after rows of the GRPO table, one (before, after) pair per seed."""
+    out = []
+    for seed, ((h0, h1), (f0, f1)) in enumerate(zip(held, fds, strict=True)):
+        for method, h, f in (("pda_hybrid", h0, f0), ("+ GRPO 9 it", h1, f1)):
+            out += [
+                Measure("digits GRPO", method, 10, "p(held-out digit)", seed, h),
+                Measure("digits GRPO", method, 10, "p(digit)", seed, 0.5),
+                Measure("digits GRPO", method, 10, "FD", seed, f),
+            ]
+    return out
+
+
+def test_grpo_verdict_pairs_seeds() -> None:
+    """Gains of 0.25, 0.5 and 0.75 are raised (mean 0.5 > std 0.25), though the starting values
+    spread over 0.25..0.75; FD moves by 1 against a starting spread of 2: within."""
+    measures = grpo_measures(
+        [(0.25, 0.5), (0.5, 1.0), (0.75, 1.5)], [(2.0, 3.0), (4.0, 5.0), (6.0, 7.0)]
+    )
+    change = paired_change(measures, "p(held-out digit)")
+    assert (change.mean, change.std, change.n) == (0.5, 0.25, 3)
+    assert grpo_verdict(measures) == (
+        "GRPO, per-seed change (mean ± std over seeds): held-out reward 0.5 ± 0.25 (raised), "
+        "training prompts' reward 0 ± 0; FD 1 ± 0 (seed spread of the starting FD 2: within)"
+    )
+    worse = grpo_measures([(0.5, 0.25), (0.5, 1.0), (0.5, 0.5)], [(2.0, 9.0)] * 3)
+    assert grpo_verdict(worse).endswith(
+        "held-out reward 0.0833 ± 0.38 (NOT raised), training prompts' reward 0 ± 0; "
+        "FD 7 ± 0 (seed spread of the starting FD 0: OUTSIDE, higher)"
+    )
+    better = grpo_measures([(0.5, 0.75)] * 3, [(2.0, 1.0), (4.0, 3.0), (6.0, 5.0)])
+    assert grpo_verdict(better).endswith("FD -1 ± 0 (seed spread of the starting FD 2: within)")
+    much_better = grpo_measures([(0.5, 0.75)] * 3, [(2.0, 0.0), (2.5, 0.0), (3.0, 0.0)])
+    assert grpo_verdict(much_better).endswith(
+        "FD -2.5 ± 0.5 (seed spread of the starting FD 0.5: lower by more than it)"
+    )
