@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*` from anywhere
 
 import numpy as np
 from skimage import data
 
+from bench.tiny_models import build_tiny_qwen2_vl
 from captioners import (
     CaptionContext,
     CaptionStats,
@@ -26,7 +29,6 @@ from captioners import (
     HfVlmConfig,
     caption_batch,
 )
-from captioners.tiny_models import build_tiny_qwen2_vl
 
 
 def _inputs(count: int) -> tuple[list[np.ndarray], list[CaptionContext]]:

@@ -19,13 +19,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from bench.science_net import DigitEpsNet
 from bench.science_table import Measure
 from proxt2i import SAMPLERS
+from proxt2i.ema_adamw import adamw_with_ema
 from proxt2i.fid import frechet_distance
-from proxt2i.objectives.base import EpsNet, Objective, broadcast, per_sample
+from proxt2i.objectives.base import EpsNet, Objective, per_sample
 from proxt2i.objectives.eps_mse import EpsMseConfig
 from proxt2i.objectives.prox_matching import ProxMatchingConfig
 from proxt2i.samplers.base import SCORE_LAMBDA, EpsFn, Family
@@ -108,9 +108,8 @@ class GridEpsMse:
     def loss(self, net: EpsNet, x0: torch.Tensor, step: int) -> torch.Tensor:
         del step  # no schedule on this loss
         t64 = self.times(x0.shape[0])
-        alpha = broadcast(self.schedule.alpha(t64).to(x0), x0)
         noise = torch.randn_like(x0)
-        x_t = alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
+        x_t = self.schedule.add_noise(x0, noise, t64)
         lam = torch.full((x0.shape[0],), SCORE_LAMBDA, dtype=x0.dtype)
         return per_sample((net(x_t, t64.to(x0), lam) - noise) ** 2).mean()
 
@@ -123,6 +122,8 @@ class TrainBudget:
     batch: int = 128
     lr: float = 3e-3
     ema_decay: float = 0.99  # an average over the last ~100 updates
+    betas: tuple[float, float] = (0.9, 0.999)  # torch.optim.AdamW's defaults
+    weight_decay: float = 0.01
 
 
 def objectives(budget: TrainBudget) -> dict[str, Objective]:
@@ -150,8 +151,7 @@ def train_nets(data: DigitData, budget: TrainBudget, seed: int) -> dict[str, Dig
     for name in objs:
         torch.manual_seed(seed)
         nets[name] = DigitEpsNet(data.images[0].numel(), data.ctx.tokens.shape[-1])
-        emas[name] = AveragedModel(nets[name], multi_avg_fn=get_ema_multi_avg_fn(budget.ema_decay))
-        opts[name] = torch.optim.AdamW(nets[name].parameters(), lr=budget.lr)
+        opts[name], emas[name] = adamw_with_ema(nets[name], budget)
     gen = torch.Generator().manual_seed(seed)
     for step in range(budget.iters):
         idx = torch.randint(len(data.images), (budget.batch,), generator=gen)

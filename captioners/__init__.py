@@ -1,31 +1,31 @@
 """Captioning: the ``Captioner`` protocol, its backends, versioned prompts and cleaning.
 
 ``CAPTIONERS`` maps each registry key (``captioner: {type: <key>}`` in a pipeline config) to
-its pydantic config model; ``config.build()`` returns the ``Captioner``. The caption stage
-calls ``caption_batch`` per batch of kept samples.
+its pydantic config model; ``CaptionerConfig``, the union those settings validate against, is
+built from it, so a backend is its own file plus one line here. ``config.build()`` returns the
+``Captioner``. The caption stage calls ``caption_batch`` per batch of kept samples.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from captioners.attributes import AttributesCaptioner, AttributesConfig
 from captioners.base import (
-    CONTEXT_COLUMNS,
     CaptionContext,
     Captioner,
     CaptionerUnavailable,
     RawCaption,
 )
 from captioners.batch import CaptionBatch, CaptionRecord, CaptionStats, caption_batch
-from captioners.cleaner import CaptionCleaner, build_cleaner
-from captioners.cleaning import CleanCaption, CleaningConfig
+from captioners.cleaning import CaptionCleaner, CleanCaption, CleaningConfig, build_cleaner
 from captioners.hf_vlm import HfVlmCaptioner, HfVlmConfig
 from captioners.openai_api import OpenAiApiCaptioner, OpenAiApiConfig
 from captioners.prompts import DEFAULT_PROMPT_VERSION, PROMPTS, Prompt, get_prompt
 from captioners.scripted import ScriptedCaptioner, ScriptedConfig
+from manifests.registry import Registered
 
 CAPTIONERS: dict[str, type[BaseModel]] = {
     "attributes": AttributesConfig,
@@ -34,14 +34,17 @@ CAPTIONERS: dict[str, type[BaseModel]] = {
     "scripted": ScriptedConfig,  # test fake
 }
 
-# Discriminated union over CAPTIONERS (same members), for configs that name a captioner.
-CaptionerConfig = Annotated[
-    AttributesConfig | HfVlmConfig | OpenAiApiConfig | ScriptedConfig, Field(discriminator="type")
-]
+
+class CaptionerSettings(Protocol):
+    """What every member of ``CAPTIONERS`` offers: the static type of ``CaptionerConfig``."""
+
+    def build(self) -> Captioner: ...
+
+
+CaptionerConfig = Annotated[CaptionerSettings, Registered(CAPTIONERS)]
 
 __all__ = [
     "CAPTIONERS",
-    "CONTEXT_COLUMNS",
     "DEFAULT_PROMPT_VERSION",
     "PROMPTS",
     "AttributesCaptioner",

@@ -8,7 +8,7 @@ backend, so backends stay small.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol, runtime_checkable
@@ -18,18 +18,6 @@ import numpy as np
 from manifests import schema as S
 
 AttributeValue = float | int | str | bool | Sequence[float] | None
-
-
-# The manifest columns captioners read (filter stage); the stage joins them into contexts.
-CONTEXT_COLUMNS: tuple[str, ...] = (
-    S.FACE_COUNT, S.FACE_BOX, S.FACE_SIZE_PX, S.FACE_AREA_FRACTION, S.FACE_YAW_DEG,
-    S.FACE_ROLL_DEG, S.FACE_PITCH_DEG, S.FACE_AGE, S.FACE_GENDER, S.FACE_SHARPNESS,
-    S.FACE_BRIGHTNESS, S.FACE_CONTRAST, S.IMG_WIDTH_PX, S.IMG_HEIGHT_PX,
-    # face_mesh, body_pose and hands (each present only when its filter is in the chain)
-    S.FACE_EYE_OPENNESS_LEFT, S.FACE_EYE_OPENNESS_RIGHT, S.FACE_MOUTH_OPEN, S.FACE_SMILE,
-    S.FACE_GAZE_X, S.FACE_MESH_YAW_DEG, S.BODY_UPPER_VISIBILITY, S.BODY_FULL_VISIBILITY,
-    S.BODY_YAW_DEG, S.HAND_COUNT,
-)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,11 +38,13 @@ class CaptionContext:
         object.__setattr__(self, "attributes", MappingProxyType(dict(self.attributes)))
 
     @classmethod
-    def from_row(cls, row: Mapping[str, object]) -> CaptionContext:
-        """A context from one joined manifest row (``S.SAMPLE_ID``, ``S.ALT_TEXT`` and any of
-        ``CONTEXT_COLUMNS``; absent columns stay absent)."""
+    def from_row(cls, row: Mapping[str, object], columns: Iterable[str]) -> CaptionContext:
+        """A context from one joined manifest row: ``S.SAMPLE_ID``, ``S.ALT_TEXT`` and those
+        of ``columns`` the row has (absent ones stay absent). ``columns`` are what the filters
+        offer captioners (``filters.declarations.caption_context``; the caption stage
+        passes them): this package may not know the filters (DESIGN.md section 2)."""
         alt = row.get(S.ALT_TEXT)
-        attributes = {c: row[c] for c in CONTEXT_COLUMNS if c in row}
+        attributes = {c: row[c] for c in columns if c in row}
         return cls(str(row[S.SAMPLE_ID]), alt if isinstance(alt, str) else None, attributes)  # type: ignore[arg-type]
 
     def get(self, column: str) -> AttributeValue:

@@ -15,8 +15,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 from captioners.base import CaptionContext, Captioner, RawCaption
-from captioners.cleaner import CaptionCleaner, build_cleaner
-from captioners.cleaning import CleanCaption, CleaningConfig
+from captioners.cleaning import CaptionCleaner, CleanCaption, CleaningConfig, build_cleaner
 from manifests import schema as S
 
 log = logging.getLogger(__name__)

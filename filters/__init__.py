@@ -23,6 +23,11 @@ runs the detector once per image and writes the face columns they read):
                         all unless a visibility minimum is set. Last: tags for captions only
 
 ``FILTERS`` maps each key to its pydantic config model; ``config.build()`` returns the filter.
+The config union (``FilterConfig``) is built from it; ``RECOMMENDED_ORDER`` states the order
+above. What a filter publishes, which config fields are report thresholds and what captioners
+may read are declared on its config (``filters.declarations``); docs/filters.md, "Add a
+filter", walks through a new one.
+
 A stage decodes once (``Batch.from_bytes``), calls ``score_batch`` and stores the columns;
 ``decide_all`` turns stored columns into verdicts without any model (what ``refilter`` runs).
 Reasons are spelled ``"<filter>:<why>"`` (``manifests.schema.reason``).
@@ -39,9 +44,10 @@ full-resolution pixels).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from filters.batch import Batch
 from filters.body_pose import BodyPoseConfig, BodyPoseFilter
@@ -69,8 +75,9 @@ from filters.hand_detectors import HAND_DETECTORS, Hand, HandDetector
 from filters.hands import HandsConfig, HandsFilter
 from filters.image_filter import ImageFilter, ImageFilterConfig
 from filters.nsfw import NsfwConfig, NsfwFilter
-from filters.protocol import Filter
+from filters.protocol import Filter, FilterSettings
 from filters.scoring import ChainVerdicts, check_chain, decide_all, score_batch
+from manifests.registry import Registered, RegistryError
 
 FILTERS: dict[str, type[BaseModel]] = {
     "image": ImageFilterConfig,
@@ -88,27 +95,38 @@ FILTERS: dict[str, type[BaseModel]] = {
     "body_pose": BodyPoseConfig,
 }
 
-# The recommended chain, in order (every filter with its defaults except clip, which needs a
-# local checkpoint).
-RECOMMENDED_ORDER: tuple[str, ...] = tuple(FILTERS)
+# The recommended chain, in order (the list above; the default chain is this less clip, which
+# needs a local checkpoint). Stated here, not taken from FILTERS' order: a filter registered
+# without a place here runs only where a config's chain names it.
+RECOMMENDED_ORDER: tuple[str, ...] = (
+    "image",
+    "face_count",
+    "face_confidence",
+    "face_size",
+    "face_border",
+    "face_pose",
+    "face_sharpness",
+    "face_exposure",
+    "nsfw",
+    "clip",
+    "hands",
+    "face_mesh",
+    "body_pose",
+)
 
-# Discriminated union over FILTERS (same members, in registry order).
-FilterConfig = Annotated[
-    ImageFilterConfig
-    | FaceCountConfig
-    | FaceConfidenceConfig
-    | FaceSizeConfig
-    | FaceBorderConfig
-    | FacePoseConfig
-    | FaceSharpnessConfig
-    | FaceExposureConfig
-    | NsfwConfig
-    | ClipFilterConfig
-    | HandsConfig
-    | FaceMeshConfig
-    | BodyPoseConfig,
-    Field(discriminator="type"),
-]
+
+def check_order(order: Sequence[str], registry: Mapping[str, type[BaseModel]]) -> None:
+    """Raise ``RegistryError`` unless ``order`` names registered filters, each once."""
+    unknown = [f"{key!r} is not in FILTERS" for key in order if key not in registry]
+    twice = [f"{key!r} is named twice" for key in dict.fromkeys(order) if order.count(key) > 1]
+    if unknown or twice:
+        raise RegistryError("RECOMMENDED_ORDER: " + "; ".join([*unknown, *twice]))
+
+
+check_order(RECOMMENDED_ORDER, FILTERS)
+
+# The discriminated union over FILTERS (``type`` picks the member), built from the registry.
+FilterConfig = Annotated[FilterSettings, Registered(FILTERS)]
 
 __all__ = [
     "DETECTORS",
@@ -144,6 +162,7 @@ __all__ = [
     "FaceSizeFilter",
     "Filter",
     "FilterConfig",
+    "FilterSettings",
     "Hand",
     "HandDetector",
     "HandsConfig",
@@ -154,6 +173,7 @@ __all__ = [
     "NsfwConfig",
     "NsfwFilter",
     "check_chain",
+    "check_order",
     "decide_all",
     "decode_image",
     "score_batch",

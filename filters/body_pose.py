@@ -28,7 +28,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -59,6 +59,11 @@ class BodyPoseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["body_pose"] = "body_pose"
+    caption_context: ClassVar[tuple[str, ...]] = (
+        S.BODY_UPPER_VISIBILITY,
+        S.BODY_FULL_VISIBILITY,
+        S.BODY_YAW_DEG,
+    )
     min_detection_confidence: float = Field(
         default=0.5, ge=0, le=1, description="MediaPipe's default for the person detector"
     )
@@ -138,7 +143,7 @@ class BodyPoseFilter:
     reads = ()
     writes = WRITES
     reasons = (NO_UPPER_BODY, NO_FULL_BODY, MISSING)
-    keep_column = S.BODY_POSE_KEEP
+    keep_column = S.keep_column(NAME)
     expensive = True  # the pose graph per image (~58 ms): skipped for rejected rows under cheap
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import re
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -82,6 +85,63 @@ def load_linear_head(path: Path, device: str) -> Any:
     return torch.nn.Sequential(*layers).to(device).eval()
 
 
+class OpenClipModel(NamedTuple):
+    """An open_clip model in eval mode with its image preprocessing and tokenizer."""
+
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+
+
+@functools.lru_cache(maxsize=4)
+def load_open_clip(
+    model_name: str,
+    checkpoint: Path | str | None,
+    architecture_json: Path | str | None = None,
+    device: str = "cpu",
+) -> OpenClipModel:
+    """The one open_clip loader (the clip filter, proxt2i's text encoder and rewards), cached per
+    process so that one model serves every user of the same files.
+
+    `checkpoint` must be a local file: open_clip downloads only for named tags, never for a
+    path. `architecture_json` adds a custom architecture named `model_name` (its file name).
+    """
+    import open_clip
+
+    if checkpoint is None or not Path(checkpoint).is_file():
+        raise MissingModelError(
+            f"open_clip checkpoint not found: {checkpoint} (give a local .pt/.bin file)"
+        )
+    if architecture_json is not None:
+        add_architecture(model_name, Path(architecture_json))
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        model_name, pretrained=str(checkpoint), device=device
+    )
+    model.eval()
+    return OpenClipModel(model, preprocess, open_clip.get_tokenizer(model_name))
+
+
+def add_architecture(model_name: str, path: Path) -> None:
+    """Register an open_clip model config JSON under `model_name` through open_clip's public
+    `add_model_config`, which names an architecture by its file's stem: a file of another name
+    is registered from a copy named `<model_name>.json` in a temporary folder."""
+    import open_clip
+
+    if not path.is_file():
+        raise MissingModelError(f"open_clip architecture JSON not found: {path}")
+    if path.stem == model_name:
+        open_clip.add_model_config(path)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            named = Path(tmp) / f"{model_name}.json"
+            shutil.copyfile(path, named)
+            open_clip.add_model_config(named)
+    if model_name not in open_clip.list_models():  # open_clip skips files that are no config
+        raise ValueError(
+            f"{path} is not an open_clip model config (it needs embed_dim, vision_cfg, text_cfg)"
+        )
+
+
 def load_clip_scorer(
     model_name: str,
     checkpoint: Path | None,
@@ -90,19 +150,11 @@ def load_clip_scorer(
     device: str,
 ) -> ClipScorer:
     """Build the scorer from local files only (a missing file is a ``MissingModelError``)."""
-    import open_clip
-
-    if checkpoint is None or not checkpoint.is_file():
-        raise MissingModelError(f"clip.checkpoint must be a local open_clip file, got {checkpoint}")
-    # A file path (never a tag) keeps open_clip off its download path.
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        model_name, pretrained=str(checkpoint), device=device
-    )
-    model.eval()
+    clip = load_open_clip(model_name, checkpoint, device=device)
     return ClipScorer(
-        model=model,
-        preprocess=preprocess,
-        tokenizer=open_clip.get_tokenizer(model_name),
+        model=clip.model,
+        preprocess=clip.preprocess,
+        tokenizer=clip.tokenizer,
         aesthetic=load_linear_head(aesthetic_head, device) if aesthetic_head else None,
         watermark=load_linear_head(watermark_head, device) if watermark_head else None,
         device=device,

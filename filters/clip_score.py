@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
 from filters.clip_model import ClipScorer, load_clip_scorer
+from filters.declarations import Bound
 from manifests import schema as S
 from manifests.device import WorkerDevice
 from manifests.fingerprint import DECISION, OPERATIONAL
@@ -37,6 +38,12 @@ class ClipFilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["clip"] = "clip"
+    published: ClassVar[tuple[str, ...]] = (S.CLIP_SIMILARITY, S.AESTHETIC_SCORE, S.WATERMARK_SCORE)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "min_similarity": (S.CLIP_SIMILARITY, "min"),
+        "min_aesthetic": (S.AESTHETIC_SCORE, "min"),
+        "max_watermark": (S.WATERMARK_SCORE, "max"),
+    }
     model_name: str = Field(
         default="ViT-L-14",
         description="open_clip architecture; the LAION aesthetic heads use ViT-L/14",
@@ -109,7 +116,7 @@ class ClipFilter:
     reads = (S.ALT_TEXT,)
     writes = (S.CLIP_SIMILARITY, S.AESTHETIC_SCORE, S.WATERMARK_SCORE)
     reasons = (LOW_SIMILARITY, LOW_AESTHETIC, WATERMARK, MISSING)
-    keep_column = S.CLIP_KEEP
+    keep_column = S.keep_column(NAME)
     expensive = True  # a CNN per image (filters.scoring.is_expensive)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, list_floats, row_count, verdict
 from filters.batch import Batch
+from filters.declarations import Bound
 from filters.detectors import DetectorConfig, DlibDetectorConfig, Face, FaceDetector
 from filters.detectors.base import main_face_index
 from manifests import schema as S
@@ -38,6 +39,17 @@ class FaceCountConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_count"] = "face_count"
+    published: ClassVar[tuple[str, ...]] = (S.FACE_COUNT, S.FACE_CONFIDENCE, S.FACE_AGE)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "min_faces": (S.FACE_COUNT, "min"),
+        "max_faces": (S.FACE_COUNT, "max"),
+    }
+    caption_context: ClassVar[tuple[str, ...]] = (
+        S.FACE_COUNT,
+        S.FACE_BOX,
+        S.FACE_AGE,
+        S.FACE_GENDER,
+    )
     detector: DetectorConfig = Field(
         default_factory=DlibDetectorConfig,
         description="dlib: embedded CPU default; insightface for production on GPU",
@@ -82,7 +94,7 @@ class FaceCountFilter:
     reads = ()
     writes = FACE_COLUMNS
     reasons = (ZERO, TOO_FEW, TOO_MANY, MISSING)
-    keep_column = S.FACE_COUNT_KEEP
+    keep_column = S.keep_column(NAME)
     expensive = True  # the detector: most of the chain's time (bench/filter.py)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -6,13 +6,14 @@ They read the columns ``face_count`` writes and need no pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
+from filters.declarations import Bound
 from manifests import schema as S
 from manifests.fingerprint import DECISION
 
@@ -43,6 +44,12 @@ class FaceSizeConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_size"] = "face_size"
+    published: ClassVar[tuple[str, ...]] = (S.FACE_SIZE_PX, S.FACE_AREA_FRACTION)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "min_px": (S.FACE_SIZE_PX, "min"),
+        "min_area_fraction": (S.FACE_AREA_FRACTION, "min"),
+    }
+    caption_context: ClassVar[tuple[str, ...]] = (S.FACE_SIZE_PX, S.FACE_AREA_FRACTION)
     min_px: float = Field(
         default=80.0,
         ge=0,
@@ -73,7 +80,7 @@ class FaceSizeFilter:
     reads = (S.FACE_BOX, *_DIMS)
     writes = (S.FACE_SIZE_PX, S.FACE_AREA_FRACTION)
     reasons = (SIZE_TOO_SMALL, SIZE_SMALL_FRACTION, SIZE_MISSING)
-    keep_column = S.FACE_SIZE_KEEP
+    keep_column = S.keep_column(SIZE)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         sizes: list[float | None] = []
@@ -108,6 +115,9 @@ class FaceConfidenceConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_confidence"] = "face_confidence"
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "min_confidence": (S.FACE_CONFIDENCE, "min")
+    }
     min_confidence: float = Field(
         default=0.7,
         ge=0,
@@ -130,7 +140,7 @@ class FaceConfidenceFilter:
     reads = (S.FACE_CONFIDENCE,)
     writes = ()
     reasons = (CONFIDENCE_LOW, CONFIDENCE_MISSING)
-    keep_column = S.FACE_CONFIDENCE_KEEP
+    keep_column = S.keep_column(CONFIDENCE)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         return {}
@@ -153,6 +163,10 @@ class FaceBorderConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_border"] = "face_border"
+    published: ClassVar[tuple[str, ...]] = (S.FACE_BORDER_MARGIN,)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "min_margin": (S.FACE_BORDER_MARGIN, "min")
+    }
     min_margin: float = Field(
         default=0.0,
         json_schema_extra=DECISION,
@@ -180,7 +194,7 @@ class FaceBorderFilter:
     reads = (S.FACE_BOX, *_DIMS)
     writes = (S.FACE_BORDER_MARGIN,)
     reasons = (BORDER_CUT_OFF, BORDER_MISSING)
-    keep_column = S.FACE_BORDER_KEEP
+    keep_column = S.keep_column(BORDER)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         margins = [

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,6 +72,14 @@ class FaceMeshConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_mesh"] = "face_mesh"
+    caption_context: ClassVar[tuple[str, ...]] = (
+        S.FACE_EYE_OPENNESS_LEFT,
+        S.FACE_EYE_OPENNESS_RIGHT,
+        S.FACE_MOUTH_OPEN,
+        S.FACE_SMILE,
+        S.FACE_GAZE_X,
+        S.FACE_MESH_YAW_DEG,
+    )
     crop_scale: float = Field(
         default=2.0,
         ge=1.0,
@@ -213,7 +221,7 @@ class FaceMeshFilter:
     reads = (S.FACE_BOX,)
     writes = WRITES
     reasons = (EYES_CLOSED, MISSING)
-    keep_column = S.FACE_MESH_KEEP
+    keep_column = S.keep_column(NAME)
     expensive = True  # a mesh graph per face: skipped for rejected rows under `cheap`
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
+from filters.declarations import Bound
 from manifests import schema as S
 from manifests.fingerprint import DECISION
 
@@ -59,6 +60,13 @@ class FacePoseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_pose"] = "face_pose"
+    published: ClassVar[tuple[str, ...]] = (S.FACE_YAW_DEG, S.FACE_ROLL_DEG, S.FACE_PITCH_DEG)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "max_abs_yaw_deg": (S.FACE_YAW_DEG, "abs_max"),
+        "max_abs_roll_deg": (S.FACE_ROLL_DEG, "abs_max"),
+        "max_abs_pitch_deg": (S.FACE_PITCH_DEG, "abs_max"),
+    }
+    caption_context: ClassVar[tuple[str, ...]] = (S.FACE_YAW_DEG, S.FACE_ROLL_DEG, S.FACE_PITCH_DEG)
     max_abs_yaw_deg: float = Field(
         default=45.0,
         ge=0,
@@ -96,7 +104,7 @@ class FacePoseFilter:
     reads = (S.FACE_LANDMARKS, S.FACE_POSES, S.FACE_INDEX)
     writes = (S.FACE_YAW_DEG, S.FACE_ROLL_DEG, S.FACE_PITCH_DEG)
     reasons = (YAW, ROLL, PITCH, MISSING)
-    keep_column = S.FACE_POSE_KEEP
+    keep_column = S.keep_column(NAME)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}

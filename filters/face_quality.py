@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import cv2
 import numpy as np
@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
+from filters.declarations import Bound
 from manifests import schema as S
 from manifests.fingerprint import DECISION
 
@@ -87,6 +88,11 @@ class FaceSharpnessConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_sharpness"] = "face_sharpness"
+    published: ClassVar[tuple[str, ...]] = (S.FACE_SHARPNESS,)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "min_sharpness": (S.FACE_SHARPNESS, "min")
+    }
+    caption_context: ClassVar[tuple[str, ...]] = (S.FACE_SHARPNESS,)
     min_sharpness: float = Field(
         default=50.0,
         ge=0,
@@ -109,7 +115,7 @@ class FaceSharpnessFilter:
     reads = (S.FACE_BOX,)
     writes = (S.FACE_SHARPNESS,)
     reasons = (BLURRY, SHARPNESS_MISSING)
-    keep_column = S.FACE_SHARPNESS_KEEP
+    keep_column = S.keep_column(SHARPNESS)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         values = [
@@ -136,6 +142,13 @@ class FaceExposureConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["face_exposure"] = "face_exposure"
+    published: ClassVar[tuple[str, ...]] = (S.FACE_BRIGHTNESS, S.FACE_CONTRAST)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "min_brightness": (S.FACE_BRIGHTNESS, "min"),
+        "max_brightness": (S.FACE_BRIGHTNESS, "max"),
+        "min_contrast": (S.FACE_CONTRAST, "min"),
+    }
+    caption_context: ClassVar[tuple[str, ...]] = (S.FACE_BRIGHTNESS, S.FACE_CONTRAST)
     min_brightness: float = Field(
         default=0.15,
         ge=0,
@@ -171,7 +184,7 @@ class FaceExposureFilter:
     reads = (S.FACE_BOX,)
     writes = (S.FACE_BRIGHTNESS, S.FACE_CONTRAST)
     reasons = (TOO_DARK, BLOWN_OUT, FLAT, EXPOSURE_MISSING)
-    keep_column = S.FACE_EXPOSURE_KEEP
+    keep_column = S.keep_column(EXPOSURE)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         brightness: list[float | None] = []

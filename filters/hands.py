@@ -13,13 +13,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, list_floats, row_count
 from filters.batch import Batch
+from filters.declarations import Bound
 from filters.hand_detectors import Hand, HandDetector, HandDetectorConfig, MediaPipeHandsConfig
 from manifests import schema as S
 from manifests.fingerprint import DECISION
@@ -39,6 +40,13 @@ class HandsConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["hands"] = "hands"
+    published: ClassVar[tuple[str, ...]] = (S.HAND_COUNT, S.HAND_SIZE_PX, S.HAND_FACE_RATIO)
+    # The subset rule tags (never drops); its size line is drawn on the largest hand's size.
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {
+        "subset_min_size_px": (S.HAND_SIZE_PX, "min"),
+    }
+    caption_context: ClassVar[tuple[str, ...]] = (S.HAND_COUNT,)
+    subset_tags: ClassVar[tuple[str, ...]] = (S.HANDS_SUBSET,)
     detector: HandDetectorConfig = Field(
         default_factory=MediaPipeHandsConfig,
         description="mediapipe: embedded CPU default; onnx: a local whole-body keypoint model",
@@ -84,8 +92,8 @@ class HandsFilter:
     reads = (S.FACE_BOX,)
     writes = HAND_COLUMNS
     reasons = (MISSING,)
-    keep_column = S.HANDS_KEEP
-    tag_columns = (S.HANDS_SUBSET,)
+    keep_column = S.keep_column(NAME, note="always kept")
+    tag_columns = HandsConfig.subset_tags
     expensive = True  # runs a model: skipped for rejected rows under score_rejected: cheap
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,7 @@ class ImageFilterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["image"] = "image"
+    caption_context: ClassVar[tuple[str, ...]] = (S.IMG_WIDTH_PX, S.IMG_HEIGHT_PX)
     min_side_px: int = Field(
         default=256,
         ge=1,
@@ -59,7 +60,7 @@ class ImageFilter:
     reads = ()
     writes = (S.DECODE_STATUS, S.IMG_WIDTH_PX, S.IMG_HEIGHT_PX, S.PHASH)
     reasons = (*_STATUS_REASONS.values(), TOO_SMALL, ASPECT_RATIO, MISSING)
-    keep_column = S.IMAGE_KEEP
+    keep_column = S.keep_column(NAME)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {name: [] for name in self.writes}

@@ -6,13 +6,14 @@ import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
+from filters.declarations import Bound
 from filters.detectors.base import MissingModelError
 from manifests import schema as S
 from manifests.device import WorkerDevice
@@ -30,6 +31,8 @@ class NsfwConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["nsfw"] = "nsfw"
+    published: ClassVar[tuple[str, ...]] = (S.NSFW_SCORE,)
+    thresholds: ClassVar[dict[str, tuple[str, Bound]]] = {"max_score": (S.NSFW_SCORE, "max")}
     max_score: float = Field(
         default=0.2,
         ge=0,
@@ -110,7 +113,7 @@ class NsfwFilter:
     reads = ()
     writes = (S.NSFW_SCORE,)
     reasons = (UNSAFE, MISSING)
-    keep_column = S.NSFW_KEEP
+    keep_column = S.keep_column(NAME)
     expensive = True  # a CNN per image (filters.scoring.is_expensive)
 
     def score(self, batch: Batch) -> dict[str, list[Any]]:

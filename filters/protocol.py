@@ -51,3 +51,21 @@ class Filter(Protocol):
     def decide(self, columns: Columns) -> tuple[np.ndarray, np.ndarray]:
         """``(keep, reasons)``: a bool mask and an object array (None where kept)."""
         ...
+
+
+class FilterSettings(Protocol):
+    """What every registered filter config offers: the static type of ``FilterConfig``.
+
+    ``FILTERS`` maps each key to a pydantic model declaring ``type: Literal["<key>"]``; the
+    union configs validate against is built from it at run time (``manifests.registry``), which
+    mypy cannot see, so code that holds "some filter's config" is typed with this.
+    """
+
+    @property
+    def type(self) -> str:
+        """The registry key."""
+        ...
+
+    def build(self) -> Filter:
+        """The configured filter."""
+        ...

@@ -7,20 +7,28 @@ markers name the ``run_id`` of the invocation that wrote them, so the card and t
 describe the config that produced the data, not merely the last one tried.
 
 A run directory written before records were kept (a single top-level ``config``) reads as a
-history of one record with ``run_id`` ``"legacy"``.
+history of one record with ``run_id`` ``"legacy"``. Every record is validated on read: a
+malformed ``run.json`` is a ``RunRecordError`` whose one line names the file and the field.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from manifests.fingerprint import digest
 from manifests.io import read_marker, write_text_atomic
 from manifests.layout import RunLayout
 
 FORMAT = "laionface-run-history/1"
+
+
+class RunRecordError(ValueError):
+    """``run.json`` is not a run history this version can read; one line naming the file."""
 
 
 @dataclass(frozen=True)
@@ -48,11 +56,10 @@ class RunRecord:
         value = self.config.get(stage, {})
         return value if isinstance(value, dict) else {}
 
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> RunRecord:
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
-        known["stages"] = tuple(known.get("stages", ()))
-        return cls(**known)
+
+# run.json is read back from disk, a boundary like the config file: its records are checked
+# against RunRecord's field types (keys this version does not know are ignored).
+_RECORD = TypeAdapter(RunRecord)
 
 
 @dataclass(frozen=True)
@@ -86,14 +93,33 @@ def producing_record(layout: RunLayout, stage: str) -> RunRecord | None:
 
 def read_run_history(layout: RunLayout) -> RunHistory:
     """The run's records; an empty history when ``run.json`` does not exist."""
-    if not layout.run_json.is_file():
+    path = layout.run_json
+    if not path.is_file():
         return RunHistory(())
-    data = json.loads(layout.run_json.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError alike
+        raise RunRecordError(f"{path} is not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise RunRecordError(f"{path}: the top level must be an object, not {type(data).__name__}")
     if data.get("format") != FORMAT:  # a run.json from before records were kept
         legacy = {**data, "run_id": "legacy", "started_at": data.get("written_at", ""),
                   "outcome": "unknown"}  # fmt: skip
-        return RunHistory((RunRecord.from_json(legacy),))
-    return RunHistory(tuple(RunRecord.from_json(r) for r in data["records"]))
+        return RunHistory((_record(path, 0, legacy),))
+    records = data.get("records")
+    if not isinstance(records, list):
+        raise RunRecordError(f"{path}: 'records' must be a list of run records")
+    return RunHistory(tuple(_record(path, i, r) for i, r in enumerate(records)))
+
+
+def _record(path: Path, index: int, raw: object) -> RunRecord:
+    """One validated record; the first problem found as a one-line RunRecordError."""
+    try:
+        return _RECORD.validate_python(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) + ": " if first["loc"] else ""
+        raise RunRecordError(f"{path}: record {index}: {where}{first['msg']}") from None
 
 
 def _write(layout: RunLayout, history: RunHistory) -> None:

@@ -40,6 +40,20 @@ def _col(name: str, dtype: pa.DataType, doc: str) -> str:
     return name
 
 
+def keep_column(owner: str, note: str = "") -> str:
+    """The ``<owner>_keep`` column: filter ``owner``'s own verdict, False also when the filter
+    lacked its scores. Registered on first use (a filter's class names it by its own name, so
+    adding a filter adds no line here); asking again returns the same column, and a column
+    of that name with another type or meaning is an error. ``note`` qualifies the meaning,
+    e.g. ``"always kept"`` for a filter that only tags."""
+    name = f"{owner}_keep"
+    column = Column(name, pa.bool_(), f"{owner} filter verdict" + (f" ({note})" if note else ""))
+    existing = COLUMNS.setdefault(name, column)
+    if existing != column:
+        raise ValueError(f"column {name!r} is already defined as {existing}, not as {column}")
+    return name
+
+
 _BOX = pa.list_(pa.float32(), 4)
 _POINTS = pa.list_(pa.list_(pa.float32(), 2))
 
@@ -86,6 +100,7 @@ DL_ORIGINAL_HEIGHT_PX: Final = _col("dl_original_height_px", pa.int64(), "height
 IMG_WIDTH_PX: Final = _col("img_width_px", pa.int64(), "decoded width (after EXIF rotation)")
 IMG_HEIGHT_PX: Final = _col("img_height_px", pa.int64(), "decoded height (after EXIF rotation)")
 DECODE_STATUS: Final = _col("decode_status", pa.string(), "'ok' or why decoding failed")
+PHASH: Final = _col("phash", pa.string(), "perceptual hash, hex (image filter; read by dedup)")
 # Face detection: all faces, then the main (largest) face.
 FACE_COUNT: Final = _col("face_count", pa.int32(), "faces above the confidence threshold")
 FACE_BOXES: Final = _col("face_boxes", pa.list_(_BOX), "x0,y0,x1,y1 in pixels, all faces")
@@ -98,14 +113,16 @@ FACE_AREA_FRACTION: Final = _col("face_area_fraction", pa.float32(), "main face 
 FACE_YAW_DEG: Final = _col("face_yaw_deg", pa.float32(), "main face yaw estimate")
 FACE_ROLL_DEG: Final = _col("face_roll_deg", pa.float32(), "main face roll from the eye line")
 FACE_PITCH_DEG: Final = _col("face_pitch_deg", pa.float32(), "main face pitch, if known")
-FACE_AGE: Final = _col("face_age", pa.float32(), "detector age estimate, if the backend has one")
-FACE_GENDER: Final = _col("face_gender", pa.string(), "detector gender estimate, if any")
 FACE_SHARPNESS: Final = _col("face_sharpness", pa.float32(), "Laplacian variance, size-normed")
 FACE_BRIGHTNESS: Final = _col("face_brightness", pa.float32(), "mean luma of the face crop 0-1")
 FACE_CONTRAST: Final = _col("face_contrast", pa.float32(), "std of luma of the face crop 0-1")
 FACE_BORDER_MARGIN: Final = _col(
     "face_border_margin", pa.float32(), "min distance box-to-border / face size (<0: cut off)"
 )
+# Detector extras (face_count, when the backend estimates them); published after the main
+# face's scores (the order of the published scores follows this module, filters.declarations).
+FACE_AGE: Final = _col("face_age", pa.float32(), "detector age estimate, if the backend has one")
+FACE_GENDER: Final = _col("face_gender", pa.string(), "detector gender estimate, if any")
 NSFW_SCORE: Final = _col("nsfw_score", pa.float32(), "open_nsfw probability")
 CLIP_SIMILARITY: Final = _col("clip_similarity", pa.float32(), "cosine(image, alt text)")
 AESTHETIC_SCORE: Final = _col("aesthetic_score", pa.float32(), "aesthetic head output")
@@ -114,21 +131,6 @@ FACE_INDEX: Final = _col("face_index", pa.int32(), "position of the main face in
 FACE_POSES: Final = _col(
     "face_poses", pa.list_(pa.list_(pa.float32(), 3)), "detector yaw,pitch,roll deg per face"
 )
-# Per-filter verdicts ('<filter>_keep'), False also when the filter lacked its scores.
-IMAGE_KEEP: Final = _col("image_keep", pa.bool_(), "image filter verdict")
-FACE_COUNT_KEEP: Final = _col("face_count_keep", pa.bool_(), "face_count filter verdict")
-FACE_SIZE_KEEP: Final = _col("face_size_keep", pa.bool_(), "face_size filter verdict")
-FACE_CONFIDENCE_KEEP: Final = _col(
-    "face_confidence_keep", pa.bool_(), "face_confidence filter verdict"
-)
-FACE_POSE_KEEP: Final = _col("face_pose_keep", pa.bool_(), "face_pose filter verdict")
-FACE_SHARPNESS_KEEP: Final = _col(
-    "face_sharpness_keep", pa.bool_(), "face_sharpness filter verdict"
-)
-FACE_EXPOSURE_KEEP: Final = _col("face_exposure_keep", pa.bool_(), "face_exposure filter verdict")
-FACE_BORDER_KEEP: Final = _col("face_border_keep", pa.bool_(), "face_border filter verdict")
-NSFW_KEEP: Final = _col("nsfw_keep", pa.bool_(), "nsfw filter verdict")
-CLIP_KEEP: Final = _col("clip_keep", pa.bool_(), "clip filter verdict")
 # The cascade (filter.score_rejected): filters that skipped a row an earlier filter rejected.
 NOT_SCORED: Final = _col(
     "not_scored",
@@ -158,7 +160,6 @@ HAND_INSIDE_FRAME: Final = _col(
 )
 HAND_SIZE_PX: Final = _col("hand_size_px", pa.float32(), "largest hand's size, null: no hand")
 HAND_FACE_RATIO: Final = _col("hand_face_ratio", pa.float32(), "largest hand's size / face size")
-HANDS_KEEP: Final = _col("hands_keep", pa.bool_(), "hands filter verdict (always kept)")
 HANDS_SUBSET: Final = _col(
     "hands_subset", pa.bool_(), "tag: in the hand-focused subset (filter.hands.subset_* rule)"
 )
@@ -186,7 +187,6 @@ FACE_MESH_PITCH_DEG: Final = _col(
 FACE_MESH_ROLL_DEG: Final = _col(
     "face_mesh_roll_deg", pa.float32(), "main face roll from the mesh, + clockwise"
 )
-FACE_MESH_KEEP: Final = _col("face_mesh_keep", pa.bool_(), "face_mesh filter verdict")
 
 # --- body pose (filter ``body_pose``: MediaPipe Pose, 33 landmarks) --------------------------
 BODY_UPPER_VISIBILITY: Final = _col(
@@ -198,10 +198,8 @@ BODY_FULL_VISIBILITY: Final = _col(
 BODY_YAW_DEG: Final = _col(
     "body_yaw_deg", pa.float32(), "torso turn: 0 facing the camera, +-90 side, +-180 back"
 )
-BODY_POSE_KEEP: Final = _col("body_pose_keep", pa.bool_(), "body_pose filter verdict")
 
 # --- dedup -----------------------------------------------------------------------------------
-PHASH: Final = _col("phash", pa.string(), "perceptual hash, hex")
 DEDUP_GROUP: Final = _col("dedup_group", pa.string(), "sample_id of the kept copy of the group")
 
 # --- caption (owned by captioners/) ----------------------------------------------------------

@@ -15,23 +15,24 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     create_model,
     field_validator,
     model_validator,
 )
 
 from manifests.model_paths import SKIP_MODEL_PATHS
+
+# The --set grammar and the one-line errors are shared with proxt2i's configs (which may not
+# import this package, DESIGN.md §2); the pipeline's modules keep importing them from here.
+from manifests.overrides import ConfigError as ConfigError
+from manifests.overrides import apply_overrides as apply_overrides
+from manifests.overrides import read_config_file, validate_as
+from manifests.overrides import short_repr as short_repr
 from stages import STAGES
-
-
-class ConfigError(ValueError):
-    """A configuration problem; its message is one line that says what to fix."""
 
 
 class StrictModel(BaseModel):
@@ -248,47 +249,6 @@ def run_config_model() -> type[RunConfigBase]:
     return create_model("RunConfig", __base__=RunConfigBase, **fields)
 
 
-def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to raw config data (a new dict)."""
-    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(data)) or {}
-    for item in overrides:
-        dotted, sep, raw = item.partition("=")
-        if not sep or not dotted:
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        *parents, leaf = dotted.split(".")
-        node = out
-        for part in parents:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise ConfigError(f"--set {item!r}: {part!r} is not a section")
-            node = child
-        node[leaf] = yaml.safe_load(raw)
-    return out
-
-
-def format_validation_error(
-    err: ValidationError, source: str, data: Mapping[str, Any] | None = None
-) -> str:
-    """One line naming each offending key and what is wrong with it.
-
-    With the validated ``data``, keys are spelled as in the YAML: pydantic puts the chosen
-    member's tag of a discriminated union in the error location (``detector.insightface.
-    model_root``), which is not a key the user can set.
-    """
-    parts = []
-    for e in err.errors():
-        key = ".".join(_yaml_key(e["loc"], data)) or "<top>"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"{key}: unknown key")
-        elif e["type"] == "missing":
-            parts.append(f"{key}: required key is missing")
-        elif e["type"] == "value_error":  # our validators already name the bad value
-            parts.append(f"{key}: {e['msg'].removeprefix('Value error, ')}")
-        else:
-            parts.append(f"{key}: {e['msg']} (got {short_repr(e.get('input'))})")
-    return f"config error in {source}: " + "; ".join(parts)
-
-
 def validate_config(
     data: Mapping[str, Any], source: str = "<config>", check_model_paths: bool = True
 ) -> RunConfigBase:
@@ -298,48 +258,9 @@ def validate_config(
     scores): the configured model paths need not exist on this machine.
     """
     context = None if check_model_paths else SKIP_MODEL_PATHS
-    try:
-        return run_config_model().model_validate(dict(data), context=context)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source, data)) from None
+    return validate_as(run_config_model(), data, source, context)
 
 
 def load_config(path: Path | str, overrides: Sequence[str] = ()) -> RunConfigBase:
     """Read, override and validate a YAML run config."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config error in {path}: not valid YAML ({_first_line(err)})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"config error in {path}: the top level must be a mapping")
-    return validate_config(apply_overrides(data, overrides), str(path))
-
-
-def _yaml_key(loc: tuple[int | str, ...], data: Mapping[str, Any] | None) -> list[str]:
-    """``loc`` without the tags of discriminated unions (our unions discriminate on ``type``)."""
-    parts: list[str] = []
-    node: Any = data
-    for part in loc:
-        if isinstance(node, Mapping) and part not in node and node.get("type") == part:
-            continue
-        parts.append(str(part))
-        if isinstance(node, Mapping):
-            node = node.get(part)
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            node = node[part]
-        else:
-            node = None
-    return parts
-
-
-def short_repr(value: object, limit: int = 60) -> str:
-    """``repr`` cut to ``limit`` characters, for one-line messages."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _first_line(err: Exception) -> str:
-    return " ".join(str(err).split())
+    return validate_config(apply_overrides(read_config_file(path), overrides), str(path))

@@ -33,10 +33,10 @@ from manifests import schema as S
 from manifests.io import read_manifest, write_table_atomic, write_text_atomic
 from manifests.layout import RunLayout
 from manifests.run_record import producing_record
-from manifests.verdicts import combine
+from manifests.verdicts import read_upstream
 from pipeline.config import ConfigError, apply_overrides, validate_config
 from stages.filter import NAME as FILTER
-from stages.filter import FilterStageBase
+from stages.filter import FilterStage, FilterStageBase
 
 log = logging.getLogger(__name__)
 _NOT_SCORED = ":" + S.NOT_SCORED_WHY
@@ -67,14 +67,14 @@ def refilter(run_dir: Path, overrides: Sequence[str], name: str | None = None) -
     t0 = time.perf_counter()
     for shard in layout.done_shards(FILTER):
         table = read_manifest(layout, FILTER, shard)
-        upstream = read_manifest(layout, "download", shard, [S.KEEP, S.REJECT_REASON])
-        entered = np.asarray(upstream[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        # The verdict the filter stage received: its last read's (the others add columns).
+        upstream = read_upstream(layout, FilterStage.reads[-1:], shard, [])
+        entered = upstream.keep
         try:
             verdict = decide_all(filters, {c: table[c] for c in table.column_names})
         except ValueError as err:
             raise ConfigError(f"refilter: {err}") from None
-        own = [r if came else None for r, came in zip(verdict.reject_reason, entered, strict=True)]
-        new = combine(entered, upstream[S.REJECT_REASON].to_pylist(), own)
+        new = upstream.combine(verdict.reject_reason.tolist())  # rows not entered keep theirs
         before.update(_dropped_here(entered, table[S.REJECT_REASON].to_pylist()))
         after.update(_dropped_here(entered, new.reasons))
         columns = {S.SAMPLE_ID: table[S.SAMPLE_ID], **verdict.columns(), **new.columns()}

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
+from filters import FILTERS
+from filters.declarations import Bound
+from filters.declarations import threshold_fields as threshold_fields_of
 from manifests import schema as S
 from manifests.io import read_stage_reports
 from manifests.layout import RunLayout
@@ -23,37 +26,24 @@ from manifests.report import ShardReport, merge_reports
 from manifests.run_record import producing_record
 from stages import STAGES
 from stages.shard_plan import SOURCE_STAGES
-from stages.shard_records import SCORE_COLUMNS
+from stages.shard_records import score_columns
 
 SHARD_STAGE = "shard"
 _BINS = 30  # histogram bins: enough shape for a few thousand samples per score
 
-# (filter or section type, config field) -> (score column, how the threshold applies).
-# Field names are those of the filter config models (filters/*.py) and candidates.prefilter.
-THRESHOLD_FIELDS: dict[tuple[str, str], tuple[str, str]] = {
-    ("face_count", "min_faces"): (S.FACE_COUNT, "min"),
-    ("face_count", "max_faces"): (S.FACE_COUNT, "max"),
-    ("face_confidence", "min_confidence"): (S.FACE_CONFIDENCE, "min"),
-    ("face_size", "min_px"): (S.FACE_SIZE_PX, "min"),
-    ("face_size", "min_area_fraction"): (S.FACE_AREA_FRACTION, "min"),
-    ("face_border", "min_margin"): (S.FACE_BORDER_MARGIN, "min"),
-    ("face_pose", "max_abs_yaw_deg"): (S.FACE_YAW_DEG, "abs_max"),
-    ("face_pose", "max_abs_roll_deg"): (S.FACE_ROLL_DEG, "abs_max"),
-    ("face_pose", "max_abs_pitch_deg"): (S.FACE_PITCH_DEG, "abs_max"),
-    ("face_sharpness", "min_sharpness"): (S.FACE_SHARPNESS, "min"),
-    ("face_exposure", "min_brightness"): (S.FACE_BRIGHTNESS, "min"),
-    ("face_exposure", "max_brightness"): (S.FACE_BRIGHTNESS, "max"),
-    ("face_exposure", "min_contrast"): (S.FACE_CONTRAST, "min"),
-    ("nsfw", "max_score"): (S.NSFW_SCORE, "max"),
-    ("clip", "min_similarity"): (S.CLIP_SIMILARITY, "min"),
-    ("clip", "min_aesthetic"): (S.AESTHETIC_SCORE, "min"),
-    ("clip", "max_watermark"): (S.WATERMARK_SCORE, "max"),
-    # The hands subset rule tags (never drops); its size line is drawn on the largest hand.
-    ("hands", "subset_min_size_px"): (S.HAND_SIZE_PX, "min"),
+# candidates.prefilter's thresholds on LAION's own scores, (section, field) -> (score column,
+# how the threshold applies); the filters declare theirs (filters.declarations).
+PREFILTER_THRESHOLDS: dict[tuple[str, str], tuple[str, Bound]] = {
     ("prefilter", "min_similarity"): (S.SIMILARITY, "min"),
     ("prefilter", "max_punsafe"): (S.PUNSAFE, "max"),
     ("prefilter", "max_pwatermark"): (S.PWATERMARK, "max"),
 }
+
+
+def threshold_fields() -> dict[tuple[str, str], tuple[str, Bound]]:
+    """(filter or section type, config field) -> (score column, how the threshold applies):
+    what every registered filter declares, plus the prefilter's."""
+    return {**threshold_fields_of(FILTERS), **PREFILTER_THRESHOLDS}
 
 
 @dataclass(frozen=True)
@@ -131,12 +121,13 @@ def thresholds(config: dict[str, Any]) -> list[Threshold]:
     chain = (
         config.get("filter", {}).get("chain") if isinstance(config.get("filter"), dict) else None
     )
+    fields = threshold_fields()
     out = []
     for kind, path, node in _walk(config, ""):
         if chain is not None and path.startswith("filter.") and kind not in chain:
             continue
         for key, value in node.items():
-            target = THRESHOLD_FIELDS.get((kind, key))
+            target = fields.get((kind, key))
             if target is not None and isinstance(value, int | float):
                 out.append(Threshold(target[0], float(value), target[1], f"{path}.{key}"))
     return out
@@ -240,10 +231,11 @@ def collect(layout: RunLayout) -> ReportData:
     stages = stages_of(layout)
     record = producing_record(layout, SHARD_STAGE)
     marks = thresholds(record.config if record is not None else {})
-    values = _column_values(layout, stages, SCORE_COLUMNS)
+    scores = score_columns()
+    values = _column_values(layout, stages, scores)
     hists = [
         histogram(c, values[c], [t for t in marks if t.column == c])
-        for c in SCORE_COLUMNS
+        for c in scores
         if c in values and c != S.CAPTION_WORDS
     ]
     words = _published_caption_words(layout)

@@ -4,6 +4,10 @@ The runner follows this plan, and ``laionface run --dry-run`` prints it: per sta
 shards run, are re-decided and are up to date, and why (the config keys that changed since the
 invocation that wrote the markers, or "upstream changed"). A barrier stage decides over all of
 its shards at once, so one stale shard makes it recompute whole.
+
+Before any of that, ``check_reads`` holds each selected stage to what it declares: every stage
+it reads comes before it in pipeline order and is in the run (or done in the run directory),
+and the columns it needs are provided by one of them. A violation is a ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from manifests.io import DoneMarker, read_marker
+from manifests.layout import RunLayout
 from manifests.run_record import RunHistory, read_run_history
+from pipeline.config import ConfigError
 from pipeline.fingerprints import (
     Action,
     ShardFingerprint,
@@ -23,6 +29,7 @@ from pipeline.fingerprints import (
     changes,
     why,
 )
+from stages import STAGES
 from stages.base import Redecider, RunContext, ShardPlanMissing, Stage
 
 
@@ -63,6 +70,7 @@ class RunPlanner:
     """
 
     def __init__(self, stages: Sequence[Stage], selected: Sequence[str], ctx: RunContext) -> None:
+        check_reads(stages, selected, ctx.layout)
         self.stages = {s.name: s for s in stages}
         self.selected = set(selected)
         self.ctx = ctx
@@ -140,6 +148,45 @@ class RunPlanner:
                 continue
             found += changes(record.section(name), new, f"{name}.")
         return tuple(dict.fromkeys(found))
+
+
+def check_reads(stages: Sequence[Stage], selected: Sequence[str], layout: RunLayout) -> None:
+    """Each selected stage reads only stages upstream of it (before it in ``STAGES``, the
+    pipeline order), each one built for this run or done in ``layout``, and finds every column
+    it ``needs`` in what they provide; otherwise a one-line ConfigError says what to fix."""
+    order = list(STAGES)
+    built = {s.name: s for s in stages}
+    for stage in stages:
+        if stage.name not in selected:
+            continue
+        before = order[: order.index(stage.name)]
+        for read in stage.reads:
+            if read not in before:
+                raise ConfigError(
+                    f"stage {stage.name} reads {read!r}, which is not upstream of it "
+                    f"(it may read {before})"
+                )
+            if read not in built and not layout.done_shards(read):
+                raise ConfigError(
+                    f"stage {stage.name} reads {read}, which is not in this run: "
+                    f"add {read} to stages (or run it first in {layout.root})"
+                )
+        _check_needs(stage, [built[r] for r in stage.reads if r in built])
+
+
+def _check_needs(stage: Stage, sources: Sequence[Stage]) -> None:
+    """Every column ``stage`` needs is provided by one of ``sources``, the stages it reads that
+    this run builds (one read only from disk may hold it: its config is not known here)."""
+    if len(sources) < len(stage.reads):
+        return
+    provided = {c for source in sources for c in source.provides}
+    for column, fix in stage.needs.items():
+        if column not in provided:
+            names = ", ".join(s.name for s in sources)
+            raise ConfigError(
+                f"stage {stage.name} needs column {column!r}, which none of the stages it reads "
+                f"({names}) writes under this config: {fix}"
+            )
 
 
 def dry_run(planner: RunPlanner, names: Sequence[str]) -> list[str]:

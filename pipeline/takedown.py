@@ -43,6 +43,7 @@ from manifests.report import ShardReport
 from manifests.run_record import producing_record
 from pipeline.status import RunDirError
 from pipeline.takedown_audit import purge_audit_report
+from stages.candidates import NAME as CANDIDATES
 from stages.shard import ShardConfig
 from stages.shard_plan import (
     NAME,
@@ -97,8 +98,8 @@ class _Unpublished:
 def _listed_ids(layout: RunLayout, entries: frozenset[str]) -> dict[int, frozenset[str]]:
     """The listed sample_ids per input shard: of every planned shard, published or not."""
     found: dict[int, frozenset[str]] = {}
-    for shard in layout.done_shards("candidates"):
-        cand = read_manifest(layout, "candidates", shard, [S.SAMPLE_ID, S.URL, S.URL_ORIGINAL])
+    for shard in layout.done_shards(CANDIDATES):
+        cand = read_manifest(layout, CANDIDATES, shard, [S.SAMPLE_ID, S.URL, S.URL_ORIGINAL])
         ids = frozenset(
             row[S.SAMPLE_ID]
             for row in cand.to_pylist()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -9,7 +10,7 @@ from PIL import Image
 
 from proxt2i import SAMPLERS
 from proxt2i.checkpoint import read_checkpoint_meta
-from proxt2i.config import ConfigError, load_config, validate_as
+from proxt2i.config import ConfigError, load_config
 from proxt2i.evaluate import (
     check_held_out,
     check_shards_exist,
@@ -21,7 +22,7 @@ from proxt2i.evaluate_config import EvalConfig
 from proxt2i.generate import generate, load_model
 from proxt2i.record import check_plan
 from proxt2i.report import save_grid
-from proxt2i.rewards import ClipScoreConfig, FaceDetectedConfig, FaceQualityConfig, Reward
+from proxt2i.rewards import FaceDetectedConfig, FaceQualityConfig, Reward
 from proxt2i.samplers.base import Sampler
 from proxt2i.train import run_training
 
@@ -42,25 +43,37 @@ def train(config_path: Path, overrides: list[str]) -> Path:
     return run_training(load_config(Path(config_path), overrides))
 
 
-def sample(
-    ckpt: Path,
-    prompts: list[str],
-    steps: int,
-    sampler: str,
-    guidance: float,
-    seed: int,
-    out: Path,
-    images_per_prompt: int = 1,
-    device: str | None = None,
-) -> Path:
-    """Write OUT/<index>.png per image and OUT/grid.png; returns OUT."""
-    if not prompts:
+@dataclass(frozen=True)
+class SampleRequest:
+    """What `laionface sample` asks of a checkpoint: `images_per_prompt` images per prompt at
+    `steps` steps of `sampler` with guidance weight `guidance`; `device` None picks cuda when
+    available."""
+
+    ckpt: Path
+    prompts: tuple[str, ...]
+    out: Path
+    steps: int = 10
+    sampler: str = "pda_hybrid"
+    guidance: float = 1.0
+    seed: int = 0
+    images_per_prompt: int = 1
+    device: str | None = None
+
+
+def sample(request: SampleRequest) -> Path:
+    """Write OUT/<index>.png per image and OUT/grid.png; returns OUT.
+
+    Refused (ConfigError) before any weights load: no prompt, an unknown sampler, or a
+    (sampler, steps, guidance) the checkpoint was not trained for."""
+    r = request
+    if not r.prompts:
         raise ConfigError("give at least one --prompt")
-    check_plan(Path(ckpt), [_sampler(sampler).name], [steps], guidance)
-    model = load_model(Path(ckpt), _device(device))
-    batch = [p for p in prompts for _ in range(images_per_prompt)]
-    images = generate(model, _sampler(sampler), batch, steps, guidance, seed)
-    out = Path(out)
+    ckpt, sampler = Path(r.ckpt), _sampler(r.sampler)
+    check_plan(ckpt, [sampler.name], [r.steps], r.guidance)
+    model = load_model(ckpt, _device(r.device))
+    batch = [p for p in r.prompts for _ in range(r.images_per_prompt)]
+    images = generate(model, sampler, batch, r.steps, r.guidance, r.seed)
+    out = Path(r.out)
     out.mkdir(parents=True, exist_ok=True)
     for i, im in enumerate(images):
         Image.fromarray(im).save(out / f"{i:04d}.png")
@@ -85,40 +98,7 @@ def read_prompts(path: Path) -> list[str]:
     return prompts
 
 
-def evaluate(
-    ckpt: Path,
-    prompts_file: Path,
-    steps: list[int],
-    samplers: list[str],
-    out: Path,
-    reference: str | None = None,
-    guidance: float = 1.0,
-    seed: int = 0,
-    clip: ClipScoreConfig | None = None,
-    face_reward: bool = True,
-    n_reference: int = 1000,
-    images_per_prompt: int = 1,
-    device: str | None = None,
-) -> Path:
-    """The evaluator's earlier signature, kept for callers: prompts from a file, one guidance
-    weight. New settings (sample count, chunking, KID, sweeps) live in `EvalConfig` only."""
-    tree = {
-        "out_dir": str(out),
-        "samplers": list(samplers),
-        "steps": list(steps),
-        "guidance": [guidance],
-        "seed": seed,
-        "prompts": str(prompts_file),
-        "images_per_prompt": images_per_prompt,
-        "reference": {"shards": reference, "count": n_reference} if reference else None,
-        "clip": clip.model_dump(mode="json") if clip else None,
-        "face_reward": face_reward,
-        "device": device,
-    }
-    return evaluate_config(ckpt, validate_as(EvalConfig, tree, "evaluate"))
-
-
-def evaluate_config(ckpt: Path, cfg: EvalConfig) -> Path:
+def evaluate(ckpt: Path, cfg: EvalConfig) -> Path:
     """Evaluate every (sampler, steps, guidance) row of `cfg`; returns OUT/metrics.json.
 
     Before any weights load: every row is checked against the checkpoint's training record,

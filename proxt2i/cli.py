@@ -5,36 +5,31 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from proxt2i.evaluate_config import EvalConfig
 
-log = logging.getLogger(__name__)
+
+def _comma_list(parse: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
+    """An argparse `type` for `a,b,c`: each item through `parse`; `what` names them in errors."""
+
+    def convert(text: str) -> list[Any]:
+        try:
+            return [parse(s) for s in text.split(",") if s]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected comma-separated {what}, got {text!r}"
+            ) from None
+
+    return convert
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        return [int(s) for s in text.split(",") if s]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers, got {text!r}"
-        ) from None
-
-
-def _float_list(text: str) -> list[float]:
-    try:
-        return [float(s) for s in text.split(",") if s]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated numbers, got {text!r}"
-        ) from None
-
-
-def _str_list(text: str) -> list[str]:
-    return [s for s in text.split(",") if s]
+_int_list = _comma_list(int, "integers")
+_float_list = _comma_list(float, "numbers")
+_str_list = _comma_list(str, "names")
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -47,18 +42,18 @@ def _train(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     from proxt2i import api
 
-    out = api.sample(
-        args.ckpt,
-        args.prompt,
-        args.steps,
-        args.sampler,
-        args.guidance,
-        args.seed,
-        args.out,
-        args.images_per_prompt,
-        args.device,
+    request = api.SampleRequest(
+        ckpt=args.ckpt,
+        prompts=tuple(args.prompt),
+        out=args.out,
+        steps=args.steps,
+        sampler=args.sampler,
+        guidance=args.guidance,
+        seed=args.seed,
+        images_per_prompt=args.images_per_prompt,
+        device=args.device,
     )
-    print(out)
+    print(api.sample(request))
     return 0
 
 
@@ -67,7 +62,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from proxt2i.report import format_table
 
     cfg = eval_config(args)
-    out = api.evaluate_config(args.ckpt, cfg)
+    out = api.evaluate(args.ckpt, cfg)
     print(format_table(json.loads(out.read_text())["results"]))
     print(out)
     return 0
@@ -110,7 +105,8 @@ EVAL_FLAGS = {
 def eval_config(args: argparse.Namespace) -> EvalConfig:
     """The EvalConfig of `evaluate`'s arguments: the --config file's keys, then the flags (every
     flag without --config, only the given ones with it), then --set; validated in one line."""
-    from proxt2i.config import apply_override, read_tree, validate_as
+    from manifests.overrides import apply_overrides
+    from proxt2i.config import read_tree, validate_as
     from proxt2i.evaluate_config import EvalConfig
 
     tree = read_tree(args.config) if args.config else {}
@@ -131,9 +127,8 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
         }
     if args.no_face_reward:
         tree["face_reward"] = False
-    for assignment in args.set:
-        apply_override(tree, assignment)
-    return validate_as(EvalConfig, tree, str(args.config or "laionface evaluate"))
+    tree = apply_overrides(tree, args.set)
+    return validate_as(EvalConfig, tree, str(args.config or "the command line"))
 
 
 def _put(tree: dict[str, Any], key: str, value: Any) -> None:

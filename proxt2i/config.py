@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+# One --set grammar and one error style for every laionface subcommand (manifests/overrides.py);
+# proxt2i's modules keep importing ConfigError and validate_as from here.
+from manifests.overrides import ConfigError as ConfigError
+from manifests.overrides import apply_overrides, read_config_file
+from manifests.overrides import validate_as as validate_as
 from proxt2i.lr_schedule import PhasesConfig
 from proxt2i.model import BackboneConfig
-from proxt2i.objectives.eps_mse import EpsMseConfig
+from proxt2i.objectives import ObjectiveConfig
 from proxt2i.objectives.prox_matching import ProxMatchingConfig
-from proxt2i.text import HfTextConfig, MiniLmConfig, OpenClipTextConfig
-
-TextEncoderConfig = Annotated[
-    MiniLmConfig | OpenClipTextConfig | HfTextConfig, Field(discriminator="type")
-]
-ObjectiveConfig = Annotated[ProxMatchingConfig | EpsMseConfig, Field(discriminator="type")]
-M = TypeVar("M", bound=BaseModel)
-
-
-class ConfigError(ValueError):
-    """A config or path the user must fix; the message says what."""
+from proxt2i.text import MiniLmConfig, TextEncoderConfig
 
 
 class DataConfig(BaseModel):
@@ -87,50 +82,17 @@ class TrainConfig(BaseModel):
         return self
 
 
-def apply_override(tree: dict[str, Any], assignment: str) -> None:
-    """Apply `a.b.0.c=value` in place; the value is parsed as YAML (numbers, lists, bools)."""
-    key, sep, raw = assignment.partition("=")
-    if not sep or not key:
-        raise ConfigError(f"override {assignment!r} must look like key.sub=value")
-    node: Any = tree
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node[int(part)] if isinstance(node, list) else node.setdefault(part, {})
-    last = parts[-1]
-    value = yaml.safe_load(raw)
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
-
-
 def read_tree(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
     """The YAML mapping at `path` with `key.sub=value` overrides applied."""
-    if not Path(path).is_file():
-        raise ConfigError(f"config file not found: {path}")
-    tree = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(tree, dict):
-        raise ConfigError(f"{path}: top level must be a mapping")
-    if isinstance(tree.get("objectives"), list):
-        tree["objectives"] = [dict(o) for o in tree["objectives"]]
-    for assignment in overrides:
-        apply_override(tree, assignment)
-    return tree
+    tree = read_config_file(path)
+    if isinstance(tree.get("objectives"), list):  # one dict each, though YAML aliases share one
+        tree["objectives"] = [dict(o) if isinstance(o, dict) else o for o in tree["objectives"]]
+    return apply_overrides(tree, overrides)
 
 
 def load_config(path: Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
     """Read, override and validate; any problem is a one-line ConfigError."""
     return validate_tree(read_tree(path, overrides), str(path))
-
-
-def validate_as(model: type[M], tree: dict[str, Any], source: str) -> M:
-    """Validate a tree as `model`; the first error becomes `source: dotted.key: message`."""
-    try:
-        return model.model_validate(tree)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise ConfigError(f"{source}: {where}: {err['msg']}") from None
 
 
 def validate_tree(tree: dict[str, Any], source: str) -> TrainConfig:

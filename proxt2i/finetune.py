@@ -12,7 +12,6 @@ exactly as an uninterrupted one.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,8 +32,6 @@ from proxt2i.pda_chain import PdaChain
 from proxt2i.record import check_sampling, read_record
 from proxt2i.rewards import Reward
 from proxt2i.text_context import TextContext
-
-log = logging.getLogger(__name__)
 
 
 def finetune_sampler(ckpt: Path, grpo: GrpoConfig) -> str:

@@ -7,20 +7,12 @@ for; this file brings the run: prompts, reward, GRPO settings, optimizer, EMA, r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from proxt2i.config import read_tree, validate_as
 from proxt2i.grpo import GrpoConfig
-from proxt2i.reward_aesthetic import AestheticConfig
-from proxt2i.rewards import ClipScoreConfig, FaceDetectedConfig, FaceQualityConfig
-
-# One member per entry of proxt2i.REWARDS (a test keeps the two in step).
-RewardConfig = Annotated[
-    FaceQualityConfig | FaceDetectedConfig | ClipScoreConfig | AestheticConfig,
-    Field(discriminator="type"),
-]
+from proxt2i.rewards import RewardConfig
 
 
 class FinetuneOptimConfig(BaseModel):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from proxt2i.checkpoint import (
     latest_checkpoint,
@@ -26,6 +26,7 @@ from proxt2i.checkpoint import (
     save_checkpoint,
 )
 from proxt2i.config import ConfigError
+from proxt2i.ema_adamw import adamw_with_ema, load_training_state, training_state
 from proxt2i.finetune_config import FinetuneConfig
 from proxt2i.generate import LoadedModel
 from proxt2i.model import EpsUNet
@@ -49,13 +50,7 @@ def start_run(model: LoadedModel, cfg: FinetuneConfig, source: Path) -> Finetune
     """A fresh copy of the source's EMA prox network, or the state saved under out_dir."""
     reference = model.nets["prox"].eval().requires_grad_(False)
     net = copy.deepcopy(reference).train().requires_grad_(True)
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay))
-    opt = torch.optim.AdamW(
-        net.parameters(),
-        lr=cfg.optim.lr,
-        betas=cfg.optim.betas,
-        weight_decay=cfg.optim.weight_decay,
-    )
+    opt, ema = adamw_with_ema(net, cfg.optim)
     run = FinetuneRun(net, reference, ema, opt, 0)
     latest = latest_checkpoint(cfg.out_dir)
     if latest is not None:
@@ -72,11 +67,7 @@ def _resume(run: FinetuneRun, ckpt: Path, source: Path) -> None:
         raise ConfigError(
             f"{ckpt} fine-tunes {done['source']}, not {source.resolve()}; use another out_dir"
         )
-    state = load_family_state(ckpt, "prox")
-    run.net.load_state_dict(state["model"])
-    run.ema.module.load_state_dict(state["ema"])
-    run.ema.n_averaged.fill_(state["ema_n"])
-    run.optimizer.load_state_dict(state["optimizer"])
+    load_training_state(load_family_state(ckpt, "prox"), run.net, run.ema, run.optimizer)
     run.iteration = int(done["iteration"])
     log.info("resuming the fine-tune in %s at iteration %d", ckpt, run.iteration)
 
@@ -87,12 +78,7 @@ def save_run(model: LoadedModel, run: FinetuneRun, cfg: FinetuneConfig, source: 
     states: dict[str, Any] = {
         fam: load_family_state(source, fam) for fam in meta["families"] if fam != "prox"
     }
-    states["prox"] = {
-        "model": run.net.state_dict(),
-        "ema": run.ema.module.state_dict(),
-        "ema_n": int(run.ema.n_averaged),
-        "optimizer": run.optimizer.state_dict(),
-    }
+    states["prox"] = training_state(run.net, run.ema, run.optimizer)
     done = {
         "source": str(source.resolve()),
         "iteration": run.iteration,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from proxt2i.config import ConfigError, TrainConfig, validate_tree
+from proxt2i.objectives.eps_mse import EpsMseConfig
 from proxt2i.objectives.prox_matching import ProxMatchingConfig
 
 RECORD_KEY = "trained_for"
@@ -107,8 +108,10 @@ def record_from_config(cfg: TrainConfig) -> TrainingRecord:
         if isinstance(obj, ProxMatchingConfig):
             disc = PROX_SAMPLERS[obj.discretization]
             nets.append(NetworkRecord("prox", obj.type, disc, tuple(sorted(obj.step_counts))))
-        else:
+        elif isinstance(obj, EpsMseConfig):
             nets.append(NetworkRecord("score", obj.type, "score", t_min=obj.t_min))
+        else:  # a newly registered objective says here what its network is trained for
+            raise TypeError(f"objective {obj.type!r} has no training record")
     return TrainingRecord(cfg.data.caption_dropout, tuple(nets))
 
 

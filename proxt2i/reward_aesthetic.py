@@ -40,8 +40,7 @@ class AestheticConfig(BaseModel):
     architecture_json: Path | None = None  # open_clip config of a custom architecture
 
     def build(self) -> AestheticReward:
-        from filters.clip_model import load_linear_head
-        from proxt2i.clip import load_open_clip
+        from filters.clip_model import load_linear_head, load_open_clip
 
         arch = str(self.architecture_json) if self.architecture_json else None
         clip = load_open_clip(self.model_name, str(self.checkpoint), arch)

@@ -6,18 +6,24 @@ face is found. `face_detected` is 1 when that detector finds a face, else 0 (its
 detection rate), so detection and sharpness are reported separately: sharpness alone is a
 Laplacian variance, which added noise raises. `clip_score` is 100 * max(cos(image, text), 0)
 with an open_clip model from a local checkpoint (the torchmetrics convention for CLIPScore,
-Hessel et al. 2021).
+Hessel et al. 2021). `aesthetic` lives in its own file (proxt2i/reward_aesthetic.py).
+
+`REWARDS` maps a config `type` to its pydantic config model; `RewardConfig`, the union a
+fine-tuning config's `reward` validates against, is built from it.
 """
 
 from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
+
+from manifests.registry import Registered
+from proxt2i.reward_aesthetic import AestheticConfig
 
 
 class Reward(Protocol):
@@ -62,7 +68,7 @@ class ClipScoreReward:
     name = "clip_score"
 
     def __init__(self, model_name: str, checkpoint: Path, architecture_json: Path | None) -> None:
-        from proxt2i.clip import load_open_clip
+        from filters.clip_model import load_open_clip
 
         arch = str(architecture_json) if architecture_json else None
         self.model, self.preprocess, self.tokenizer = load_open_clip(
@@ -118,3 +124,20 @@ def _detector(detector_key: str) -> Any:
 
     detectors = importlib.import_module("filters").DETECTORS
     return detectors[detector_key]().build()
+
+
+REWARDS: dict[str, type[BaseModel]] = {
+    "face_quality": FaceQualityConfig,
+    "face_detected": FaceDetectedConfig,
+    "clip_score": ClipScoreConfig,
+    "aesthetic": AestheticConfig,
+}
+
+
+class RewardSettings(Protocol):
+    """What every member of ``REWARDS`` offers: the static type of ``RewardConfig``."""
+
+    def build(self) -> Reward: ...
+
+
+RewardConfig = Annotated[RewardSettings, Registered(REWARDS)]

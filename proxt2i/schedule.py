@@ -37,6 +37,16 @@ class VPSchedule:
         """alpha_t = exp(-int_0^t beta), so x_t = sqrt(alpha_t) x0 + sqrt(1 - alpha_t) n."""
         return torch.exp(-self.beta_integral(torch.zeros_like(t), t))
 
+    def add_noise(self, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The forward VP marginal x_t = sqrt(alpha_t) x0 + sqrt(1 - alpha_t) noise.
+
+        `t` holds one time per batch row (float64 keeps alpha exact near t = 0); alpha is cast
+        to x0's dtype and device before the square roots, so every objective noises alike
+        (diffusers keeps `add_noise` on the scheduler for the same reason).
+        """
+        alpha = self.alpha(t).to(x0).view([x0.shape[0]] + [1] * (x0.ndim - 1))
+        return alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
+
     def grid(self, steps: int) -> torch.Tensor:
         """Uniform grid t_i = i / N, i = 0..N (ProxDM, Sec. 4)."""
         if steps < 1:
@@ -66,14 +76,6 @@ def backward_lambda(gamma: torch.Tensor) -> torch.Tensor:
             "use more steps or the pda_hybrid sampler"
         )
     return gamma / (1 - gamma / 2)
-
-
-def min_backward_steps(schedule: VPSchedule) -> int:
-    """Smallest N whose uniform grid keeps every gamma_k < 2 (the last step is the largest)."""
-    n = 1
-    while float(schedule.gammas(n).max()) >= 2:
-        n += 1
-    return n
 
 
 def log_lambda_feature(lam: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,9 @@ the tower, up to and including the end-of-text token, which open_clip's own pool
 the highest token id); `hf_text` (CLIP or T5 text towers through transformers) the last hidden
 state with the tokenizer's attention mask. All load from a local path.
 
+`TEXT_ENCODERS` maps a config `type` to its pydantic config model; `TextEncoderConfig`, the
+union the training config's `text_encoder` validates against, is built from it.
+
 `output: pooled` (minilm, open_clip) is the single pooled embedding that checkpoints saved
 before token conditioning were trained on: one token, no padding. Checkpoints record `output`
 as their conditioning kind, and load those older ones with `pooled` (checkpoint.py).
@@ -15,12 +18,14 @@ as their conditioning kind, and load those older ones with `pooled` (checkpoint.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, Self
 
 import torch
 from pydantic import BaseModel, ConfigDict
 
+from manifests.registry import Registered
 from proxt2i.text_context import TextContext
 
 Output = Literal["tokens", "pooled"]
@@ -60,7 +65,7 @@ class OpenClipEncoder:
     def __init__(
         self, name: str, checkpoint: str, config_json: str | None, output: Output = "tokens"
     ) -> None:
-        from proxt2i.clip import load_open_clip
+        from filters.clip_model import load_open_clip
 
         self.model, _, self.tokenizer = load_open_clip(name, checkpoint, config_json)
         self.output = output
@@ -157,6 +162,31 @@ class HfTextConfig(BaseModel):
 
     def build(self) -> HfTextEncoder:
         return _cached(self)  # type: ignore[return-value]
+
+
+TEXT_ENCODERS: dict[str, type[BaseModel]] = {
+    "minilm": MiniLmConfig,
+    "open_clip": OpenClipTextConfig,
+    "hf_text": HfTextConfig,
+}
+
+
+class TextEncoderSettings(Protocol):
+    """What every member of ``TEXT_ENCODERS`` offers: the static type of ``TextEncoderConfig``."""
+
+    @property
+    def type(self) -> str: ...
+
+    @property
+    def output(self) -> Output: ...
+
+    def build(self) -> TextEncoder: ...
+
+    # a checkpoint re-targets `output` (checkpoint.with_conditioning)
+    def model_copy(self, *, update: Mapping[str, Any] | None = None) -> Self: ...
+
+
+TextEncoderConfig = Annotated[TextEncoderSettings, Registered(TEXT_ENCODERS)]
 
 
 @functools.lru_cache(maxsize=4)

@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from proxt2i.checkpoint import NetArgs, latest_checkpoint, load_family_state, save_checkpoint
 from proxt2i.config import TrainConfig
 from proxt2i.data import webdataset_batches
+from proxt2i.ema_adamw import adamw_with_ema, load_training_state, training_state
 from proxt2i.lr_schedule import learning_rate, set_learning_rate
 from proxt2i.objectives.base import Objective
 from proxt2i.space import ModelSpace, build_space
@@ -49,13 +50,7 @@ def build_tracks(cfg: TrainConfig, args: NetArgs, accelerator: Any) -> list[Trac
     tracks = []
     for obj_cfg in cfg.objectives:
         net = cfg.backbone.build(args.channels, args.sample_size, args.context_dim)
-        ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.optim.ema_decay))
-        opt = torch.optim.AdamW(
-            net.parameters(),
-            lr=cfg.optim.lr,
-            betas=cfg.optim.betas,
-            weight_decay=cfg.optim.weight_decay,
-        )
+        opt, ema = adamw_with_ema(net, cfg.optim)
         if cfg.compile and torch.cuda.is_available():
             net = torch.compile(net)  # type: ignore[assignment]
         net, opt = accelerator.prepare(net, opt)
@@ -64,12 +59,7 @@ def build_tracks(cfg: TrainConfig, args: NetArgs, accelerator: Any) -> list[Trac
 
 
 def track_state(track: Track, accelerator: Any) -> dict[str, Any]:
-    return {
-        "model": accelerator.unwrap_model(track.net).state_dict(),
-        "ema": track.ema.module.state_dict(),
-        "ema_n": int(track.ema.n_averaged),
-        "optimizer": track.optimizer.state_dict(),
-    }
+    return training_state(accelerator.unwrap_model(track.net), track.ema, track.optimizer)
 
 
 def resume(cfg: TrainConfig, tracks: list[Track], accelerator: Any) -> int:
@@ -79,10 +69,8 @@ def resume(cfg: TrainConfig, tracks: list[Track], accelerator: Any) -> int:
         return 0
     for track in tracks:
         state = load_family_state(ckpt, track.objective.family)
-        accelerator.unwrap_model(track.net).load_state_dict(state["model"])
-        track.ema.module.load_state_dict(state["ema"])
-        track.ema.n_averaged.fill_(state["ema_n"])
-        track.optimizer.load_state_dict(state["optimizer"])
+        net = accelerator.unwrap_model(track.net)
+        load_training_state(state, net, track.ema, track.optimizer)
     step = int(ckpt.name.removeprefix("step_"))
     log.info("resuming from %s at step %d", ckpt, step)
     return step

@@ -31,9 +31,13 @@ class RunContext:
 class Stage(Protocol):
     """One step of the pipeline, run shard by shard.
 
-    ``upstream`` names the stage whose manifest this one reads (None for the first stage);
+    ``reads`` names, in pipeline order and by their ``NAME``, the stages whose manifests this
+    one reads (``manifests.verdicts.read_upstream``); ``upstream`` is the last of them (None
+    for the first stage), whose shards this one's wait for and whose verdict it receives.
+    Planning checks that each comes before this stage and is in the run (``pipeline.run_plan``).
     ``columns`` are the registered columns of its manifest, in order (user-listed extras may
-    follow).
+    follow); ``provides`` those of them that hold values under its config; ``needs`` maps each
+    column this stage requires from the stages it reads to what to change when none provides it.
     A ``barrier`` stage needs every upstream shard done first: the runner then calls
     ``prepare`` on the driver, which may use the cluster for run-wide work (planning the shards,
     global dedup). ``resources`` is the Dask resource annotation of its tasks (e.g. a GPU).
@@ -46,6 +50,7 @@ class Stage(Protocol):
     """
 
     name: ClassVar[str]
+    reads: ClassVar[tuple[str, ...]]
     upstream: ClassVar[str | None]
     barrier: ClassVar[bool]
 
@@ -56,6 +61,12 @@ class Stage(Protocol):
 
     @property
     def columns(self) -> tuple[str, ...]: ...
+
+    @property
+    def provides(self) -> tuple[str, ...]: ...
+
+    @property
+    def needs(self) -> Mapping[str, str]: ...
 
     @property
     def resources(self) -> Mapping[str, float]: ...
@@ -69,6 +80,24 @@ class Stage(Protocol):
     def shards(self, ctx: RunContext) -> list[int]: ...
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport: ...
+
+
+class DeclaredColumns:
+    """Defaults of ``provides`` (every column) and ``needs`` (none) for a stage class that sets
+    ``columns``; a stage whose config leaves a column empty, or that requires one from
+    upstream, overrides them."""
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    @property
+    def provides(self) -> tuple[str, ...]:
+        return self.columns
+
+    @property
+    def needs(self) -> Mapping[str, str]:
+        return {}
 
 
 @runtime_checkable

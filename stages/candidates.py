@@ -22,7 +22,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -31,8 +30,8 @@ from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL, digest, path_identity
 from manifests.io import write_table_atomic
 from manifests.report import ShardReport
-from manifests.verdicts import Verdicts, combine, count
-from stages.base import RunContext
+from manifests.verdicts import Upstream, Verdicts
+from stages.base import DeclaredColumns, RunContext
 from stages.candidate_rules import PrefilterConfig, first_failing_rule
 from stages.candidates_ingest import (
     IngestSpec,
@@ -138,10 +137,11 @@ class CandidatesConfig(BaseModel):
         return CandidatesStage(self)
 
 
-class CandidatesStage:
+class CandidatesStage(DeclaredColumns):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
+    reads: ClassVar[tuple[str, ...]] = ()  # the first stage: its input is the LAION metadata
     upstream: ClassVar[str | None] = None
     columns: ClassVar[tuple[str, ...]] = S.CANDIDATES_COLUMNS
     barrier: ClassVar[bool] = True
@@ -190,13 +190,13 @@ class CandidatesStage:
         table = pq.read_table(rows_file(root, shard))
         t1 = time.perf_counter()
         table, reasons = _judge(table, self.config, read_takedown_register(ctx.layout))
-        upstream = np.ones(table.num_rows, dtype=bool)
-        verdicts = combine(upstream, [None] * table.num_rows, reasons)
+        entering = Upstream.entering(table)
+        verdicts = entering.combine(reasons)
         write_table_atomic(
             _manifest(table, verdicts, self.config), ctx.layout.manifest(NAME, shard)
         )
         seconds = {"gather": t1 - t0, "judge": time.perf_counter() - t1}
-        return count(NAME, shard, upstream, verdicts, seconds, self._counters(ctx, shard))
+        return entering.count(NAME, shard, verdicts, seconds, self._counters(ctx, shard))
 
     def _counters(self, ctx: RunContext, shard: int) -> dict[str, float]:
         """The run's excluded_by_include, on shard 0 only: reports merge by addition."""

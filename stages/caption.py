@@ -27,18 +27,26 @@ from captioners import (
     CleaningConfig,
     caption_batch,
 )
+from filters import FILTERS
+from filters.declarations import caption_context_columns
 from filters.decode import DecodedImage, decode_image
 from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL
-from manifests.io import join_stages, write_table_atomic
+from manifests.io import write_table_atomic
 from manifests.report import ShardReport
-from manifests.verdicts import combine, count
+from manifests.verdicts import read_upstream
 from stages.base import RunContext
+from stages.candidates import NAME as CANDIDATES
+from stages.dedup import NAME as DEDUP
+from stages.download import NAME as DOWNLOAD
 from stages.download_tar import image_bytes, open_download_tar
+from stages.filter import NAME as FILTER
 from stages.shardwise import ShardwiseStage
 
 NAME = "caption"
-UPSTREAM_STAGES = ["candidates", "download", "filter", "dedup"]
+# A kept sample left without a caption: the captioner (and fallback) refused, or failed.
+REFUSED_REASON = S.reason(NAME, "refused")
+FAILED_REASON = S.reason(NAME, "failed")
 
 
 def _default_captioner() -> CaptionerConfig:
@@ -69,18 +77,19 @@ class CaptionStageConfig(BaseModel):
         return CaptionStage(self)
 
 
-def _captioner(config: BaseModel) -> Captioner:
+def _captioner(config: CaptionerConfig) -> Captioner:
     """The configured captioner; model-backed ones cache their weights per worker process
     inside ``build`` (``hf_vlm``), so a VLM loads once, not once per shard."""
-    built: Captioner = config.build()  # type: ignore[attr-defined]
-    return built
+    return config.build()
 
 
 class CaptionStage(ShardwiseStage):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
-    upstream: ClassVar[str | None] = "dedup"
+    # Every earlier manifest: a caption's context is the sample's whole history.
+    reads: ClassVar[tuple[str, ...]] = (CANDIDATES, DOWNLOAD, FILTER, DEDUP)
+    upstream: ClassVar[str | None] = DEDUP
     columns: ClassVar[tuple[str, ...]] = (*S.CAPTION_RECORD_COLUMNS, *S.VERDICT_COLUMNS)
 
     def __init__(self, config: CaptionStageConfig) -> None:
@@ -91,17 +100,19 @@ class CaptionStage(ShardwiseStage):
         return {"GPU": 1.0} if self.config.gpu else {}
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
-        rows = join_stages(ctx.layout, UPSTREAM_STAGES, shard)
-        upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        upstream = read_upstream(ctx.layout, self.reads, shard)
+        rows = upstream.rows
         t0 = time.perf_counter()
         with open_download_tar(ctx.layout, shard) as (tar, members):
-            values, stats = self._caption(rows, upstream, lambda k: image_bytes(tar, members, k))
-        own = [_why_dropped(values, i) if upstream[i] else None for i in range(rows.num_rows)]
-        after = combine(upstream, rows[S.REJECT_REASON].to_pylist(), own)
+            values, stats = self._caption(
+                rows, upstream.keep, lambda k: image_bytes(tar, members, k)
+            )
+        # combine ignores the reasons of rows that never entered (they have no caption).
+        after = upstream.combine([_why_dropped(values, i) for i in range(rows.num_rows)])
         table = pa.table({**values, **after.columns()})
         write_table_atomic(table.cast(S.schema_for(self.columns)), ctx.layout.manifest(NAME, shard))
-        return count(
-            NAME, shard, upstream, after,
+        return upstream.count(
+            NAME, shard, after,
             seconds={"caption": time.perf_counter() - t0}, counters=stats.as_report(),
         )  # fmt: skip
 
@@ -116,10 +127,11 @@ class CaptionStage(ShardwiseStage):
         values: dict[str, list[Any]] = {c: [None] * rows.num_rows for c in S.CAPTION_RECORD_COLUMNS}
         values[S.SAMPLE_ID] = rows[S.SAMPLE_ID].to_pylist()
         stats = CaptionStats()
+        context = caption_context_columns(FILTERS)  # what the filters offer captioners
         todo = np.flatnonzero(alive).tolist()
         for start in range(0, len(todo), self.config.batch_size):
             idx = todo[start : start + self.config.batch_size]
-            contexts = [CaptionContext.from_row(records[i]) for i in idx]
+            contexts = [CaptionContext.from_row(records[i], context) for i in idx]
             images = [_pixels(image(records[i][S.DL_KEY])) for i in idx] if needs_pixels else []
             batch = caption_batch(captioner, images, contexts, self.config.cleaning, fallback)
             for name, column in batch.columns().items():
@@ -140,4 +152,4 @@ def _pixels(blob: bytes | None) -> np.ndarray:
 def _why_dropped(values: dict[str, list[Any]], i: int) -> str | None:
     if values[S.CAPTION][i] is not None:
         return None
-    return S.reason(NAME, "refused" if values[S.CAPTION_REFUSAL][i] else "failed")
+    return REFUSED_REASON if values[S.CAPTION_REFUSAL][i] else FAILED_REASON

@@ -12,6 +12,7 @@ each group keeps its largest face (then the smallest sample_id); the others get
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
@@ -21,17 +22,24 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field
 
 from manifests import schema as S
-from manifests.io import join_stages, read_manifest, write_table_atomic
+from manifests.io import write_table_atomic
 from manifests.report import ShardReport
-from manifests.verdicts import combine, count
-from stages.base import RunContext
+from manifests.verdicts import read_upstream
+from stages.base import DeclaredColumns, RunContext
 from stages.dedup_groups import Groups, band_edges, exact_edges
+from stages.download import NAME as DOWNLOAD
+from stages.filter import NAME as FILTER
 from stages.plan import read_plan
 
 if TYPE_CHECKING:
     from distributed import Client
 
 NAME = "dedup"
+# What to change when near-dedup has no perceptual hash to compare (the image filter writes it).
+_NEEDS_PHASH = (
+    "near-dedup compares perceptual hashes: add the `image` filter to filter.chain with "
+    "perceptual_hash: true, or set dedup.near: false"
+)
 _META = pd.DataFrame(
     {
         S.SAMPLE_ID: pd.Series(dtype=str),
@@ -63,16 +71,22 @@ class DedupConfig(BaseModel):
         return DedupStage(self)
 
 
-class DedupStage:
+class DedupStage(DeclaredColumns):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
-    upstream: ClassVar[str | None] = "filter"
+    # Download: the sha256; filter: the perceptual hash, face size and the verdict.
+    reads: ClassVar[tuple[str, ...]] = (DOWNLOAD, FILTER)
+    upstream: ClassVar[str | None] = FILTER
     columns: ClassVar[tuple[str, ...]] = S.DEDUP_COLUMNS
     barrier: ClassVar[bool] = True
 
     def __init__(self, config: DedupConfig) -> None:
         self.config = config
+
+    @property
+    def needs(self) -> Mapping[str, str]:
+        return {S.PHASH: _NEEDS_PHASH} if self.config.near else {}
 
     @property
     def resources(self) -> dict[str, float]:
@@ -92,8 +106,10 @@ class DedupStage:
         layout = ctx.layout
         if (layout.stage_global(NAME) / "duplicates.parquet").is_file():
             return  # decided already; the runner resets it when upstream changes
-        shards = [s for s in self.shards(ctx) if layout.done_marker("filter", s).is_file()]
-        parts = [dask.delayed(_kept_rows)(ctx, s) for s in shards] or [dask.delayed(_META.copy)()]
+        shards = [s for s in self.shards(ctx) if layout.done_marker(FILTER, s).is_file()]
+        parts = [dask.delayed(_kept_rows)(ctx, self.reads, s) for s in shards] or [
+            dask.delayed(_META.copy)()
+        ]
         # Persisted: the edges and the group members are both read from it, manifests once.
         rows = client.persist(dd.from_delayed(parts, meta=_META, verify_meta=False))
         edges = []
@@ -115,7 +131,7 @@ class DedupStage:
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         layout = ctx.layout
-        rows = read_manifest(layout, "filter", shard, [S.SAMPLE_ID, *S.VERDICT_COLUMNS])
+        upstream = read_upstream(layout, self.reads, shard, [S.SAMPLE_ID])
         dups = pq.read_table(
             layout.stage_global(NAME) / "duplicates.parquet", filters=[(S.SHARD, "=", shard)]
         )
@@ -125,18 +141,17 @@ class DedupStage:
         why = dict(
             zip(dups[S.SAMPLE_ID].to_pylist(), dups[S.REJECT_REASON].to_pylist(), strict=True)
         )
-        ids = rows[S.SAMPLE_ID].to_pylist()
-        upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
-        after = combine(upstream, rows[S.REJECT_REASON].to_pylist(), [why.get(i) for i in ids])
+        ids = upstream.rows[S.SAMPLE_ID].to_pylist()
+        after = upstream.combine([why.get(i) for i in ids])
         table = pa.table(
             {
-                S.SAMPLE_ID: rows[S.SAMPLE_ID],
+                S.SAMPLE_ID: upstream.rows[S.SAMPLE_ID],
                 S.DEDUP_GROUP: pa.array([group.get(i) for i in ids], pa.string()),
                 **after.columns(),
             }
         )
         write_table_atomic(table.cast(S.schema_for(self.columns)), layout.manifest(NAME, shard))
-        return count(NAME, shard, upstream, after)
+        return upstream.count(NAME, shard, after)
 
 
 _BAND = "band"
@@ -146,13 +161,13 @@ _BAND_META = pd.DataFrame(
 )
 
 
-def _kept_rows(ctx: RunContext, shard: int) -> pd.DataFrame:
-    """The filter's kept rows of one shard with what dedup needs (sha256, pHash, face size)."""
-    wanted = [S.SAMPLE_ID, S.DL_SHA256, S.PHASH, S.FACE_SIZE_PX, S.KEEP]
-    table = join_stages(ctx.layout, ["download", "filter"], shard)
-    present = [c for c in wanted if c in table.column_names]
-    frame = table.select(present).to_pandas()
-    frame = frame[frame[S.KEEP].astype(bool)].drop(columns=[S.KEEP])
+def _kept_rows(ctx: RunContext, reads: tuple[str, ...], shard: int) -> pd.DataFrame:
+    """The kept rows of one shard with what dedup needs (sha256, pHash, face size) from the
+    manifests of ``reads``."""
+    wanted = [S.SAMPLE_ID, S.DL_SHA256, S.PHASH, S.FACE_SIZE_PX]
+    upstream = read_upstream(ctx.layout, reads, shard)
+    present = [c for c in wanted if c in upstream.rows.column_names]
+    frame = upstream.rows.select(present).to_pandas()[upstream.keep]
     for column in (S.PHASH, S.FACE_SIZE_PX):
         if column not in frame:
             frame[column] = None

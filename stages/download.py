@@ -18,18 +18,18 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL
-from manifests.io import read_manifest, write_table_atomic
+from manifests.io import write_table_atomic
 from manifests.report import ShardReport
-from manifests.verdicts import combine, count
+from manifests.verdicts import read_upstream
 from stages.address_policy import DEFAULT_MAX_REDIRECTS, MAX_REDIRECTS_CAP, parse_peer
 from stages.base import RunContext
+from stages.candidates import NAME as CANDIDATES
 from stages.download_errors import NOT_ATTEMPTED, classify
 from stages.shardwise import ShardwiseStage
 
@@ -213,7 +213,8 @@ class DownloadStage(ShardwiseStage):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
-    upstream: ClassVar[str | None] = "candidates"
+    reads: ClassVar[tuple[str, ...]] = (CANDIDATES,)
+    upstream: ClassVar[str | None] = CANDIDATES
     columns: ClassVar[tuple[str, ...]] = S.DOWNLOAD_COLUMNS
 
     def __init__(self, config: DownloadConfig) -> None:
@@ -221,27 +222,14 @@ class DownloadStage(ShardwiseStage):
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         layout = ctx.layout
-        cand = read_manifest(
-            layout, "candidates", shard, [S.SAMPLE_ID, S.URL, S.ALT_TEXT, *S.VERDICT_COLUMNS]
-        )
-        upstream_keep = np.asarray(cand[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        upstream = read_upstream(layout, self.reads, shard, [S.SAMPLE_ID, S.URL, S.ALT_TEXT])
         tmp = layout.shard_tmp(NAME, shard)
         t0 = time.perf_counter()
-        results = self._fetch(
-            cand.filter(pa.array(upstream_keep)), tmp, layout.shard_log(NAME, shard)
-        )
+        kept = upstream.rows.filter(pa.array(upstream.keep))
+        results = self._fetch(kept, tmp, layout.shard_log(NAME, shard))
         seconds = time.perf_counter() - t0
-        table = _manifest_columns(cand, results)
-        verdicts = combine(
-            upstream_keep,
-            cand[S.REJECT_REASON].to_pylist(),
-            [
-                classify(s, e)
-                for s, e in zip(
-                    table[S.DL_STATUS].to_pylist(), table[S.DL_ERROR].to_pylist(), strict=True
-                )
-            ],
-        )
+        table = _manifest_columns(upstream.rows, results)
+        verdicts = upstream.combine(_reasons(table))
         for name, array in verdicts.columns().items():
             table = table.append_column(name, array)
         write_table_atomic(
@@ -251,10 +239,9 @@ class DownloadStage(ShardwiseStage):
         if tar.is_file():
             os.replace(tar, layout.shard_file(NAME, shard, ".tar"))
         n_ok = int(sum(1 for s in table[S.DL_STATUS].to_pylist() if s == "success"))
-        return count(
+        return upstream.count(
             NAME,
             shard,
-            upstream_keep,
             verdicts,
             seconds={"download": seconds},
             counters={"images_per_s": n_ok / seconds if seconds > 0 else 0.0},
@@ -323,6 +310,14 @@ def _manifest_columns(cand: pa.Table, results: pa.Table | None) -> pa.Table:
     return pa.table({c: pa.array(columns[c], S.COLUMNS[c].dtype) for c in names})
 
 
+def _reasons(table: pa.Table) -> list[str | None]:
+    """The download's own reject reason of each row of its manifest columns."""
+    return [
+        classify(s, e)
+        for s, e in zip(table[S.DL_STATUS].to_pylist(), table[S.DL_ERROR].to_pylist(), strict=True)
+    ]
+
+
 def fetch_again(config: DownloadConfig, rows: pa.Table, tmp: Path, log_path: Path) -> pa.Table:
     """The stage's own fetch of ``rows`` (sample_id, url, alt_text; all kept upstream) for
     ``laionface retry``: their download manifest rows, verdicts included, in row order. The
@@ -330,9 +325,6 @@ def fetch_again(config: DownloadConfig, rows: pa.Table, tmp: Path, log_path: Pat
     results = DownloadStage(config)._fetch(rows, tmp, log_path)
     kept = pa.table({S.SAMPLE_ID: rows[S.SAMPLE_ID], S.KEEP: pa.array([True] * rows.num_rows)})
     table = _manifest_columns(kept, results)
-    reasons = [
-        classify(s, e)
-        for s, e in zip(table[S.DL_STATUS].to_pylist(), table[S.DL_ERROR].to_pylist(), strict=True)
-    ]
+    reasons = _reasons(table)
     table = table.append_column(S.KEEP, pa.array([r is None for r in reasons], pa.bool_()))
     return table.append_column(S.REJECT_REASON, pa.array(reasons, pa.string()))

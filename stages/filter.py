@@ -23,15 +23,26 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from filters import FILTERS, RECOMMENDED_ORDER, Batch, DecodeConfig, Filter, decide_all
+from filters import (
+    FILTERS,
+    RECOMMENDED_ORDER,
+    Batch,
+    DecodeConfig,
+    Filter,
+    FilterConfig,
+    decide_all,
+)
+from filters.image_filter import ImageFilter
 from filters.scoring import ChainVerdicts, ScoredBatch, score_chain
 from filters.tags import decide_tags, tag_columns
 from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL
-from manifests.io import join_stages, read_manifest, write_table_atomic
+from manifests.io import read_manifest, write_table_atomic
 from manifests.report import ShardReport
-from manifests.verdicts import combine, count
+from manifests.verdicts import Upstream, read_upstream
 from stages.base import RunContext
+from stages.candidates import NAME as CANDIDATES
+from stages.download import NAME as DOWNLOAD
 from stages.download_tar import image_bytes, open_download_tar
 from stages.filter_decide import needs_rescoring, reaches_unscored, stored_masks
 from stages.shardwise import ShardwiseStage
@@ -93,11 +104,11 @@ class FilterStageBase(BaseModel):
             )
         return self
 
-    def filter_configs(self) -> list[BaseModel]:
+    def filter_configs(self) -> list[FilterConfig]:
         return [getattr(self, name) for name in self.chain]
 
     def build_filters(self) -> list[Filter]:
-        return [cfg.build() for cfg in self.filter_configs()]  # type: ignore[attr-defined]
+        return [cfg.build() for cfg in self.filter_configs()]
 
     def build(self) -> FilterStage:
         return FilterStage(self)
@@ -141,7 +152,8 @@ class FilterStage(ShardwiseStage):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
-    upstream: ClassVar[str | None] = "download"
+    reads: ClassVar[tuple[str, ...]] = (CANDIDATES, DOWNLOAD)
+    upstream: ClassVar[str | None] = DOWNLOAD
 
     def __init__(self, config: FilterStageBase) -> None:
         self.config = config
@@ -152,22 +164,32 @@ class FilterStage(ShardwiseStage):
         return chain_columns(self.filters)
 
     @property
+    def provides(self) -> tuple[str, ...]:
+        """``columns`` less the perceptual hash when the image filter is set not to compute
+        it (the column is then written, empty)."""
+        unhashed = any(
+            isinstance(f, ImageFilter) and not f.config.perceptual_hash for f in self.filters
+        )
+        return tuple(c for c in self.columns if not (unhashed and c == S.PHASH))
+
+    @property
     def resources(self) -> dict[str, float]:
         return {"GPU": 1.0} if self.config.gpu else {}
 
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         layout = ctx.layout
-        rows = join_stages(layout, ["candidates", "download"], shard, _INPUT_COLUMNS)
-        upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        upstream = read_upstream(layout, self.reads, shard, _INPUT_COLUMNS)
         limit_library_threads()
         timer = ChainTimer()
         t0 = time.perf_counter()
         with open_download_tar(layout, shard) as (tar, members):
-            scored = self._score(rows, upstream, lambda k: image_bytes(tar, members, k), timer)
+            scored = self._score(
+                upstream.rows, upstream.keep, lambda k: image_bytes(tar, members, k), timer
+            )
         score_s = time.perf_counter() - t0
-        n = int(upstream.sum())
+        n = int(upstream.keep.sum())
         return self._decide(
-            shard, ctx, rows, upstream, self._stored(scored),
+            shard, ctx, upstream, self._stored(scored),
             seconds={"score": score_s, **timer.seconds},  # score: reading the images included
             counters={"images_per_s": n / score_s if score_s > 0 else 0.0, **timer.rows},
         )  # fmt: skip
@@ -175,19 +197,19 @@ class FilterStage(ShardwiseStage):
     def redecide_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         """New thresholds over the stored scores; scores again only where they are missing."""
         layout = ctx.layout
-        rows = join_stages(layout, ["candidates", "download"], shard, _INPUT_COLUMNS)
-        upstream = np.asarray(rows[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool)
+        upstream = read_upstream(layout, self.reads, shard, _INPUT_COLUMNS)
+        rows = upstream.rows
         stored = read_manifest(layout, NAME, shard)
         scores = {c: stored[c].combine_chunks() for f in self.filters for c in f.writes}
         if S.NOT_SCORED in stored.column_names:
             scores[S.NOT_SCORED] = stored[S.NOT_SCORED].combine_chunks()
         verdict = decide_all(self.filters, {S.ALT_TEXT: rows[S.ALT_TEXT], **scores})
         if not stored[S.SAMPLE_ID].equals(rows[S.SAMPLE_ID]) or self._must_rescore(
-            stored, verdict, upstream
+            stored, verdict, upstream.keep
         ):
             log.info("filter shard %05d: new thresholds reach unscored rows: scoring", shard)
             return self.run_shard(shard, ctx)
-        return self._decide(shard, ctx, rows, upstream, scores, {}, {"redecided": 1.0})
+        return self._decide(shard, ctx, upstream, scores, {}, {"redecided": 1.0})
 
     def _must_rescore(self, stored: pa.Table, verdict: ChainVerdicts, upstream: np.ndarray) -> bool:
         """Whether new verdicts let an entering row reach a filter that never scored it."""
@@ -204,22 +226,20 @@ class FilterStage(ShardwiseStage):
         self,
         shard: int,
         ctx: RunContext,
-        rows: pa.Table,
-        upstream: np.ndarray,
+        upstream: Upstream,
         scores: dict[str, pa.Array],
         seconds: dict[str, float],
         counters: dict[str, float],
     ) -> ShardReport:
         """Verdicts from the scores as stored (so a re-decision equals a run), then write."""
+        rows = upstream.rows
         verdict = decide_all(self.filters, {S.ALT_TEXT: rows[S.ALT_TEXT], **scores})
-        own = [
-            r if u else None for r, u in zip(verdict.reject_reason.tolist(), upstream, strict=True)
-        ]
-        after = combine(upstream, rows[S.REJECT_REASON].to_pylist(), own)
+        # combine ignores the chain's reasons for rows that never entered.
+        after = upstream.combine(verdict.reject_reason.tolist())
         decided = {**verdict.per_filter, **decide_tags(self.filters, scores)}
-        table = self._manifest(rows, scores, decided, upstream, after.columns())
+        table = self._manifest(rows, scores, decided, upstream.keep, after.columns())
         write_table_atomic(table, ctx.layout.manifest(NAME, shard))
-        return count(NAME, shard, upstream, after, seconds=seconds, counters=counters)
+        return upstream.count(NAME, shard, after, seconds=seconds, counters=counters)
 
     def _stored(self, scored: dict[str, list[Any]]) -> dict[str, pa.Array]:
         """Scores as the manifest stores them (its types, e.g. float32)."""

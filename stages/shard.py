@@ -23,11 +23,12 @@ from manifests import schema as S
 from manifests.io import write_table_atomic
 from manifests.layout import RunLayout
 from manifests.report import ShardReport
-from stages.base import RunContext
+from stages.base import DeclaredColumns, RunContext
 from stages.plan import read_plan
 from stages.shard_plan import (
     NAME,
     SHARD_COLUMNS,
+    SOURCE_STAGES,
     UPSTREAM,
     assignment_path,
     gather_part,
@@ -72,10 +73,11 @@ class ShardConfig(BaseModel):
         return ImageSettings(self.reencode, self.max_side_px, self.jpeg_quality)
 
 
-class ShardStage:
+class ShardStage(DeclaredColumns):
     """See the module docstring."""
 
     name: ClassVar[str] = NAME
+    reads: ClassVar[tuple[str, ...]] = SOURCE_STAGES
     upstream: ClassVar[str | None] = UPSTREAM
     columns: ClassVar[tuple[str, ...]] = SHARD_COLUMNS
     barrier: ClassVar[bool] = True

@@ -13,17 +13,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from manifests import schema as S
-from manifests.io import join_stages, read_manifest, write_table_atomic
+from manifests.io import write_table_atomic
 from manifests.layout import RunLayout
 from manifests.report import ShardReport
-from manifests.verdicts import combine, count
+from manifests.verdicts import read_upstream
+from stages.candidates import NAME as CANDIDATES
+from stages.caption import NAME as CAPTION
+from stages.dedup import NAME as DEDUP
+from stages.download import NAME as DOWNLOAD
 from stages.download_tar import find_member, open_download_tar, read_member
+from stages.filter import NAME as FILTER
 from stages.shard_records import (
     ImageSettings,
     dumps_metadata,
@@ -31,7 +35,7 @@ from stages.shard_records import (
     sample_metadata,
     tar_member_bytes,
 )
-from stages.shard_writer import PART_COLUMNS, part_path
+from stages.shard_writer import part_columns, part_path
 
 # Re-exported: the shard stage, its card and the report read the register through this module.
 from stages.takedown_list import TAKEDOWN_REASON as TAKEDOWN_REASON
@@ -41,9 +45,10 @@ from stages.takedown_list import write_takedown_register as write_takedown_regis
 log = logging.getLogger(__name__)
 
 NAME = "shard"
-UPSTREAM = "caption"
-# The manifests joined for a published sample, in pipeline order.
-SOURCE_STAGES: tuple[str, ...] = ("candidates", "download", "filter", "dedup", "caption")
+# The manifests joined for a published sample, in pipeline order (the shard stage's reads);
+# the last, the caption stage's, carries the final verdict.
+SOURCE_STAGES: tuple[str, ...] = (CANDIDATES, DOWNLOAD, FILTER, DEDUP, CAPTION)
+UPSTREAM = SOURCE_STAGES[-1]
 SHARD_COLUMNS: tuple[str, ...] = (
     S.SAMPLE_ID,
     S.OUT_TAR,
@@ -63,9 +68,9 @@ def assignment_path(layout: RunLayout) -> Path:
 def gather_part(shard: int, layout: RunLayout, settings: ImageSettings) -> int:
     """Write the part file of one input shard; returns how many samples it holds."""
     # Stages a config left out have no manifest; the caption stage's verdict is the final one.
-    present = [s for s in SOURCE_STAGES if layout.manifest(s, shard).is_file()]
-    joined = join_stages(layout, [*[s for s in present if s != UPSTREAM], UPSTREAM], shard)
-    kept = joined.filter(pc.fill_null(joined[S.KEEP], False))
+    present = [s for s in SOURCE_STAGES if s == UPSTREAM or layout.manifest(s, shard).is_file()]
+    upstream = read_upstream(layout, present, shard)
+    kept = upstream.rows.filter(pa.array(upstream.keep))
     rows: list[dict] = []
     with open_download_tar(layout, shard) as (tar, members):
         for row in kept.to_pylist():
@@ -74,7 +79,7 @@ def gather_part(shard: int, layout: RunLayout, settings: ImageSettings) -> int:
                 log.warning("%s: no image in download shard %05d", row[S.SAMPLE_ID], shard)
                 continue
             rows.append(_part_row(row, shard, info.name, read_member(tar, info), settings))
-    table = pa.Table.from_pylist(rows, schema=S.schema_for(PART_COLUMNS))
+    table = pa.Table.from_pylist(rows, schema=S.schema_for(part_columns()))
     write_table_atomic(table, part_path(layout, shard))
     return table.num_rows
 
@@ -87,7 +92,7 @@ def _part_row(
     metadata = dumps_metadata(sample_metadata(row, payload))
     caption = row.get(S.CAPTION) or ""
     sizes = (len(payload.data), len(metadata.encode("utf-8")), len(caption.encode("utf-8")))
-    out = {c: row.get(c) for c in PART_COLUMNS}
+    out = {c: row.get(c) for c in part_columns()}
     out[S.SHARD] = shard
     out[S.OUT_IMAGE_EXT] = ext
     out[S.OUT_METADATA_JSON] = metadata
@@ -136,8 +141,7 @@ def shard_manifest(
     layout: RunLayout, shard: int, assignment: pa.Table, removed: frozenset[str]
 ) -> tuple[pa.Table, ShardReport]:
     """The shard stage's manifest of one input shard and its report (see the module doc)."""
-    up = read_manifest(layout, UPSTREAM, shard, [S.SAMPLE_ID, *S.VERDICT_COLUMNS])
-    upstream_keep = np.asarray(pc.fill_null(up[S.KEEP], False).to_numpy(), dtype=bool)
+    upstream = read_upstream(layout, (UPSTREAM,), shard, [S.SAMPLE_ID])
     mine = assignment.filter(pc.equal(assignment[S.SHARD], shard))
     placed = dict(
         zip(
@@ -146,7 +150,7 @@ def shard_manifest(
             strict=True,
         )
     )
-    ids = up[S.SAMPLE_ID].to_pylist()
+    ids = upstream.rows[S.SAMPLE_ID].to_pylist()
     reasons: list[str | None] = []
     for sid in ids:
         if sid in removed:
@@ -155,12 +159,12 @@ def shard_manifest(
             reasons.append(MISSING_IMAGE_REASON)
         else:
             reasons.append(None)
-    verdicts = combine(upstream_keep, up[S.REJECT_REASON].to_pylist(), reasons)
+    verdicts = upstream.combine(reasons)
     pairs = zip(ids, verdicts.keep, strict=True)
     where = [placed.get(sid) if keep else None for sid, keep in pairs]
     table = pa.table(
         {
-            S.SAMPLE_ID: up[S.SAMPLE_ID],
+            S.SAMPLE_ID: upstream.rows[S.SAMPLE_ID],
             S.OUT_TAR: pa.array([w[0] if w else None for w in where], pa.string()),
             S.OUT_INDEX: pa.array([w[1] if w else None for w in where], pa.int64()),
             S.TAKEDOWN: pa.array([sid in removed for sid in ids], pa.bool_()),
@@ -168,4 +172,4 @@ def shard_manifest(
         },
         schema=S.schema_for(SHARD_COLUMNS),
     )
-    return table, count(NAME, shard, upstream_keep, verdicts)
+    return table, upstream.count(NAME, shard, verdicts)

@@ -15,43 +15,40 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from filters import FILTERS
+from filters.declarations import published_scores, published_tags
 from manifests import schema as S
 
-# Numeric scores copied into every sample's json and its index row (filter and LAION scores).
-SCORE_COLUMNS: tuple[str, ...] = (
-    S.FACE_COUNT,
-    S.FACE_CONFIDENCE,
-    S.FACE_SIZE_PX,
-    S.FACE_AREA_FRACTION,
-    S.FACE_YAW_DEG,
-    S.FACE_ROLL_DEG,
-    S.FACE_PITCH_DEG,
-    S.FACE_SHARPNESS,
-    S.FACE_BRIGHTNESS,
-    S.FACE_CONTRAST,
-    S.FACE_BORDER_MARGIN,
-    S.FACE_AGE,
-    S.NSFW_SCORE,
-    S.CLIP_SIMILARITY,
-    S.AESTHETIC_SCORE,
-    S.WATERMARK_SCORE,
-    S.SIMILARITY,
-    S.PUNSAFE,
-    S.PWATERMARK,
-    S.CAPTION_WORDS,
-    S.HAND_COUNT,
-    S.HAND_SIZE_PX,
-    S.HAND_FACE_RATIO,
-)
-# Subset tags (bool) copied into every sample's json (top level) and its index row: a trainer
-# selects or upweights a subset from either without a manifest.
-TAG_COLUMNS: tuple[str, ...] = (S.HANDS_SUBSET,)
+# Scores the published samples carry that no filter declares: LAION's own (the candidates
+# stage reads them from the metadata) and the caption's length.
+METADATA_SCORES: tuple[str, ...] = (S.SIMILARITY, S.PUNSAFE, S.PWATERMARK)
+CAPTION_SCORES: tuple[str, ...] = (S.CAPTION_WORDS,)
 IMAGE_EXTENSIONS: tuple[str, ...] = ("jpg", "png", "webp")  # img2dataset's encode formats
 # A tar member name is "<key>.<ext>"; USTAR stores names up to 100 bytes without a prefix
 # split (POSIX.1-1988 ustar header, field "name"), so keys stay well below that.
 _MAX_KEY_CHARS = 64
 _UNSAFE_KEY_CHARS = re.compile(r"[^A-Za-z0-9_-]")
 _DIGITS = 6  # decimals kept for floats in the json member: sub-pixel and 1e-6 score precision
+
+
+def score_columns() -> tuple[str, ...]:
+    """Numeric scores copied into every sample's json and its index row: what each registered
+    filter publishes (``filters.declarations``), then LAION's and the caption's, then the
+    scores of subset filters (beside their tags). Read from ``FILTERS`` at each call, so the
+    columns follow the registry."""
+    return (
+        *published_scores(FILTERS, subsets=False),
+        *METADATA_SCORES,
+        *CAPTION_SCORES,
+        *published_scores(FILTERS, subsets=True),
+    )
+
+
+def tag_columns() -> tuple[str, ...]:
+    """Subset tags (bool) copied into every sample's json (top level) and its index row, as
+    the registered filters declare them: a trainer selects or upweights a subset from either
+    without a manifest."""
+    return published_tags(FILTERS)
 
 
 def member_key(sample_id: str) -> str:
@@ -184,9 +181,9 @@ def sample_metadata(row: Mapping[str, Any], image: ImagePayload) -> dict[str, An
         "caption_model": row.get(S.CAPTION_MODEL),
         "caption_prompt_version": row.get(S.CAPTION_PROMPT_VERSION),
         "caption_short": row.get(S.CAPTION_SHORT),
-        "scores": {name: _num(row.get(name)) for name in SCORE_COLUMNS},
+        "scores": {name: _num(row.get(name)) for name in score_columns()},
         "hands": _hands(row, image.scale),
-        **{name: row.get(name) for name in TAG_COLUMNS},
+        **{name: row.get(name) for name in tag_columns()},
     }
 
 

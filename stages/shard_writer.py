@@ -19,17 +19,18 @@ from manifests.io import atomic_path, write_table_atomic
 from manifests.layout import RunLayout
 from stages.download_tar import find_member, open_download_tar, read_member
 from stages.shard_records import (
-    SCORE_COLUMNS,
-    TAG_COLUMNS,
     ImageSettings,
     image_payload,
     member_key,
+    score_columns,
+    tag_columns,
     tar_member_bytes,
 )
 
 PUBLISH_DIR = "shards"
-# Columns of RUN/shard/_global/parts/<shard>.parquet: one row per publishable sample.
-PART_COLUMNS: tuple[str, ...] = (
+# Columns of RUN/shard/_global/parts/<shard>.parquet (one row per publishable sample) and of
+# the index beside each tar (<name>.parquet), before the scores and tags (part_columns).
+_PART_FIELDS: tuple[str, ...] = (
     S.SAMPLE_ID,
     S.SHARD,
     S.DL_KEY,
@@ -41,11 +42,8 @@ PART_COLUMNS: tuple[str, ...] = (
     S.LICENSE,
     S.CAPTION_MODEL,
     S.CAPTION_PROMPT_VERSION,
-    *SCORE_COLUMNS,
-    *TAG_COLUMNS,
 )
-# Columns of the index beside each tar (<name>.parquet).
-INDEX_COLUMNS: tuple[str, ...] = (
+_INDEX_FIELDS: tuple[str, ...] = (
     S.SAMPLE_ID,
     S.OUT_INDEX,
     S.OUT_MEMBERS,
@@ -56,9 +54,19 @@ INDEX_COLUMNS: tuple[str, ...] = (
     S.LICENSE,
     S.CAPTION_MODEL,
     S.CAPTION_PROMPT_VERSION,
-    *SCORE_COLUMNS,
-    *TAG_COLUMNS,
 )
+
+
+def part_columns() -> tuple[str, ...]:
+    """Columns of a part file: its fields, then the published scores and tags."""
+    return (*_PART_FIELDS, *score_columns(), *tag_columns())
+
+
+def index_columns() -> tuple[str, ...]:
+    """Columns of a tar's index: its fields, then the published scores and tags."""
+    return (*_INDEX_FIELDS, *score_columns(), *tag_columns())
+
+
 _TAR_MTIME = 0  # fixed header fields: reproducible tars (webdataset TarWriter's mtime argument)
 _TAR_MODE = 0o444
 
@@ -144,13 +152,13 @@ def write_output_tar(
             index.append(_index_row(row, position, key, sorted(members), offset, size))
             offset += size
         writer.close()
-    table = pa.Table.from_pylist(index, schema=S.schema_for(INDEX_COLUMNS))
+    table = pa.Table.from_pylist(index, schema=S.schema_for(index_columns()))
     write_table_atomic(table, out_dir / index_name(name))
     return describe(out_dir, name, len(index))
 
 
 def _index_row(row: dict, position: int, key: str, exts: list[str], offset: int, size: int) -> dict:
-    out = {c: row.get(c) for c in INDEX_COLUMNS}
+    out = {c: row.get(c) for c in index_columns()}
     out[S.OUT_INDEX] = position
     out[S.OUT_MEMBERS] = [f"{key}.{ext}" for ext in exts]
     out[S.OUT_OFFSET_BYTES] = offset

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-from stages.base import RunContext
+from stages.base import DeclaredColumns, RunContext
 from stages.plan import read_plan
 
 if TYPE_CHECKING:
     from distributed import Client
 
 
-class ShardwiseStage:
+class ShardwiseStage(DeclaredColumns):
     """Not a barrier: no run-wide preparation or state, the planned shards, no resources.
 
-    A subclass sets ``name``, ``upstream`` and ``columns`` and implements ``run_shard``; one
-    that needs a GPU overrides ``resources``.
+    A subclass sets ``name``, ``reads``, ``upstream`` and ``columns`` and implements
+    ``run_shard``; one that needs a GPU overrides ``resources``.
     """
 
     barrier: ClassVar[bool] = False

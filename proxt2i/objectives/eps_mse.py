@@ -12,7 +12,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from proxt2i.objectives.base import EpsNet, broadcast, per_sample
+from proxt2i.objectives.base import EpsNet, per_sample
 from proxt2i.samplers.base import SCORE_LAMBDA, Family
 from proxt2i.schedule import VPSchedule
 
@@ -33,9 +33,8 @@ class EpsMseObjective:
         del step  # no schedule on this loss
         b = x0.shape[0]
         t64 = self.cfg.t_min + (1 - self.cfg.t_min) * torch.rand(b, dtype=torch.float64)
-        alpha = broadcast(self.schedule.alpha(t64).to(x0), x0)
         noise = torch.randn_like(x0)
-        x_t = alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
+        x_t = self.schedule.add_noise(x0, noise, t64)
         lam = torch.full((b,), SCORE_LAMBDA, dtype=x0.dtype, device=x0.device)
         return per_sample((net(x_t, t64.to(x0), lam) - noise) ** 2).mean()
 

@@ -82,8 +82,7 @@ class ProxMatchingObjective:
             else hybrid_lambda(gamma)
         )
         t, lam = t64.to(x0), lam64.to(x0)
-        alpha = broadcast(self.schedule.alpha(t64).to(x0), x0)
-        x_t = alpha.sqrt() * x0 + (1 - alpha).sqrt() * torch.randn_like(x0)
+        x_t = self.schedule.add_noise(x0, torch.randn_like(x0), t64)
         xi = torch.randn_like(x0)
         eps_hat = net(x_t + broadcast(lam.sqrt(), x0) * xi, t, lam)
         if step < self.cfg.l1_warmup_steps:

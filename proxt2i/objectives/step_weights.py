@@ -8,10 +8,12 @@ configs/celeba_hq_vae/prox_hybrid.py line 19), which favours the long grids more
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
+
+from manifests.registry import Registered
 
 # log10(1) = 0 would never draw N = 1; a floor keeps every listed grid in the draw.
 LOG10_FLOOR = 1e-3
@@ -38,4 +40,18 @@ class RootPWeights(BaseModel):
         return counts.double() ** (1.0 / self.p)
 
 
-StepWeights = Annotated[Log10Weights | RootPWeights, Field(discriminator="type")]
+STEP_WEIGHTS: dict[str, type[BaseModel]] = {
+    "log10": Log10Weights,
+    "root_p": RootPWeights,
+}
+
+
+class StepWeightsSettings(Protocol):
+    """What every member of ``STEP_WEIGHTS`` offers: the static type of ``StepWeights``."""
+
+    def weights(self, counts: torch.Tensor) -> torch.Tensor:
+        """Unnormalised float64 draw weights, one per step count of ``counts``."""
+        ...
+
+
+StepWeights = Annotated[StepWeightsSettings, Registered(STEP_WEIGHTS)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from captioners.tiny_models import build_tiny_blip, build_tiny_qwen2_vl
+from bench.tiny_models import build_tiny_blip, build_tiny_qwen2_vl
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,12 @@ import pytest
 
 from captioners.attributes import AttributesConfig, clean_alt_text
 from captioners.base import AttributeValue, CaptionContext
+from filters import FILTERS
+from filters.declarations import caption_context_columns
 from manifests import schema as S
+
+# What the filters offer captioners; the caption stage passes the same.
+CONTEXT = caption_context_columns(FILTERS)
 
 # What an insightface-class detector measures on skimage's astronaut (Eileen Collins, 512x512).
 ASTRONAUT: Mapping[str, AttributeValue] = {
@@ -132,10 +137,10 @@ def test_alt_text_is_optional_and_shortened() -> None:
 
 def test_context_from_a_manifest_row() -> None:
     row = {S.SAMPLE_ID: "abc", S.ALT_TEXT: ASTRONAUT_ALT, S.URL: "http://x", **ASTRONAUT}
-    context = CaptionContext.from_row(row)
+    context = CaptionContext.from_row(row, CONTEXT)
     assert (context.sample_id, context.alt_text) == ("abc", ASTRONAUT_ALT)
     assert dict(context.attributes) == dict(ASTRONAUT)  # the URL is not an attribute
-    assert CaptionContext.from_row({S.SAMPLE_ID: "n", S.ALT_TEXT: None}).attributes == {}
+    assert CaptionContext.from_row({S.SAMPLE_ID: "n", S.ALT_TEXT: None}, CONTEXT).attributes == {}
 
 
 def test_numpy_values_read_like_python_values() -> None:
@@ -227,4 +232,4 @@ def test_body_and_face_wording(scores: Mapping[str, AttributeValue], caption: st
 
 def test_new_scores_are_context_columns() -> None:
     row = {S.SAMPLE_ID: "abc", **ASTRONAUT, **ASTRONAUT_MESH}
-    assert dict(CaptionContext.from_row(row).attributes) == {**ASTRONAUT, **ASTRONAUT_MESH}
+    assert dict(CaptionContext.from_row(row, CONTEXT).attributes) == {**ASTRONAUT, **ASTRONAUT_MESH}

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from captioners.cleaner import build_cleaner, default_tokenizer_path
 from captioners.cleaning import (
     CleanCaption,
     CleaningConfig,
+    build_cleaner,
     cut_loops,
+    default_tokenizer_path,
     is_refusal,
     normalize,
     strip_openings,

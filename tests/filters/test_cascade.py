@@ -121,7 +121,7 @@ def test_looser_thresholds_never_keep_a_row_on_missing_scores(
     assert verdicts.reject_reason[2] == unscored
     assert verdicts.counts()["keep"] == (4 if unscored is None else 3)
     # Only a full audit scored the tiny and the wide image with nsfw (nothing decodes junk).
-    nsfw = verdicts.per_filter[S.NSFW_KEEP][list(IMAGE_REJECTED)]
+    nsfw = verdicts.per_filter[S.keep_column("nsfw")][list(IMAGE_REJECTED)]
     assert nsfw.tolist() == [mode is True, mode is True, False]
 
 

@@ -77,9 +77,10 @@ def test_verdict_columns(chain: list[Filter], batch: Batch) -> None:
     columns = decide_all(chain, score_batch(chain, batch)).columns()
     assert columns[S.KEEP] == [True] + [False] * 7
     assert columns[S.REJECT_REASON] == EXPECTED
-    assert columns[S.IMAGE_KEEP] == [True] * 5 + [False] * 3
+    assert columns[S.keep_column("image")] == [True] * 5 + [False] * 3
     # Rows an earlier filter rejected were not scored: later filters report them as missing.
-    assert columns[S.FACE_SIZE_KEEP] == [True, False, False, True, True, False, False, False]
+    face_size = columns[S.keep_column("face_size")]
+    assert face_size == [True, False, False, True, True, False, False, False]
     assert set(columns) == {S.KEEP, S.REJECT_REASON} | {f.keep_column for f in chain}
 
 

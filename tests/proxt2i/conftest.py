@@ -135,6 +135,6 @@ def tiny_open_clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path
     root = tmp_path_factory.mktemp("clip")
     arch = root / "tiny-clip.json"
     arch.write_text(json.dumps(TINY_CLIP))
-    open_clip.factory._MODEL_CONFIGS["tiny-clip"] = TINY_CLIP
+    open_clip.add_model_config(arch)  # open_clip's public registry: named by the file stem
     torch.save(open_clip.create_model("tiny-clip", pretrained=None).state_dict(), root / "m.pt")
     return root / "m.pt", arch

@@ -9,7 +9,10 @@ import pytest
 import torch
 import yaml
 
+from filters.clip_model import load_open_clip
+from filters.detectors.base import MissingModelError
 from proxt2i import TEXT_ENCODERS, api
+from proxt2i.api import SampleRequest
 from proxt2i.checkpoint import read_checkpoint_meta
 from proxt2i.text import HfTextConfig, MiniLmConfig, OpenClipTextConfig, embedded_minilm_path
 from tests.proxt2i.conftest import cpu_config
@@ -38,8 +41,36 @@ def test_open_clip_text_tower_from_a_local_file(tiny_open_clip: tuple[Path, Path
 
 def test_open_clip_missing_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     cfg = OpenClipTextConfig(model_name="tiny-clip", checkpoint=tmp_path / "none.pt")
-    with pytest.raises(ValueError, match="CLIP checkpoint not found"):
+    with pytest.raises(MissingModelError) as caught:
         cfg.build()
+    assert str(caught.value) == (
+        f"open_clip checkpoint not found: {tmp_path / 'none.pt'} (give a local .pt/.bin file)"
+    )
+
+
+def test_an_architecture_json_is_added_through_open_clips_public_registry(
+    tiny_open_clip: tuple[Path, Path], tmp_path: Path
+) -> None:
+    import open_clip
+
+    ckpt, arch = tiny_open_clip
+    mine = tmp_path / "tiny-clip-copy.json"
+    shutil.copy(arch, mine)
+    model, _, tokenizer = load_open_clip("tiny-clip-copy", ckpt, mine)
+    assert "tiny-clip-copy" in open_clip.list_models()
+    assert int(model.token_embedding.embedding_dim) == 32
+    assert tuple(tokenizer(["a face"]).shape) == (1, 77)
+    # a file named otherwise is registered under the configured name (from a named copy)
+    other, _, _ = load_open_clip("tiny-clip-other", ckpt, mine)
+    assert "tiny-clip-other" in open_clip.list_models()
+    assert int(other.token_embedding.embedding_dim) == 32
+    (tmp_path / "not-a-config.json").write_text('{"embed_dim": 16}')
+    with pytest.raises(ValueError) as caught:
+        load_open_clip("not-a-config", ckpt, tmp_path / "not-a-config.json")
+    assert str(caught.value) == (
+        f"{tmp_path / 'not-a-config.json'} is not an open_clip model config (it needs "
+        "embed_dim, vision_cfg, text_cfg)"
+    )
 
 
 def test_hf_clip_text_tower_from_a_local_dir(tmp_path: Path) -> None:
@@ -88,7 +119,9 @@ def test_latent_space_training_with_a_tiny_vae(shards: str, tmp_path: Path) -> N
     ckpt = api.train(tmp_path / "c.yaml", [])
     _, meta = read_checkpoint_meta(ckpt)
     assert meta["net_args"] == {"channels": 4, "sample_size": 16, "context_dim": 384}
-    out = api.sample(ckpt, ["a face"], 2, "pda_hybrid", 1.0, 0, tmp_path / "s")
+    out = api.sample(
+        SampleRequest(ckpt, ("a face",), tmp_path / "s", steps=2, sampler="pda_hybrid")
+    )
     from PIL import Image
 
     assert Image.open(out / "0000.png").size == (32, 32)  # decoded back to pixels

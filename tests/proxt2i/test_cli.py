@@ -54,7 +54,7 @@ def test_bad_finetune_config_is_one_line(
                    "reward: {type: face_quality}\ngrpo: {stepz: 3}\n")  # fmt: skip
     assert main(["finetune", str(tmp_path / "ck"), str(cfg)]) == 2  # before the checkpoint
     assert capsys.readouterr().err.strip() == (
-        f"laionface finetune: {cfg}: grpo.stepz: Extra inputs are not permitted"
+        f"laionface finetune: config error in {cfg}: grpo.stepz: unknown key"
     )
 
 
@@ -100,6 +100,6 @@ def test_bad_config_is_one_line_and_exit_code_two(
     assert main(["train", str(cfg)]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == (
-        f"laionface train: {cfg}: backbone.depth: Extra inputs are not permitted"
+        f"laionface train: config error in {cfg}: backbone.depth: unknown key"
     )
     assert captured.out == ""

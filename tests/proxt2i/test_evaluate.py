@@ -16,7 +16,7 @@ from PIL import Image
 
 from pipeline.cli import main
 from proxt2i import REWARDS, SAMPLERS, api
-from proxt2i.config import ConfigError
+from proxt2i.config import ConfigError, validate_as
 from proxt2i.evaluate_config import EvalConfig, ReferenceConfig
 from proxt2i.fake_network import AffineEpsNet
 from proxt2i.fid import frechet_distance, inception_features, kernel_inception_distance
@@ -136,7 +136,7 @@ def test_rows_per_sampler_steps_guidance_and_chunking_changes_nothing(
 ) -> None:
     heldout = tmp_path / "heldout.tar"
     write_broken(heldout)
-    out = api.evaluate_config(tiny_checkpoint, eval_cfg(tmp_path / "a", heldout, tiny_open_clip))
+    out = api.evaluate(tiny_checkpoint, eval_cfg(tmp_path / "a", heldout, tiny_open_clip))
     result = json.loads(out.read_text())
     assert result["reference"] == {"shards": str(heldout), "images": 3,
         "skipped": {"reference:undecodable": 1, "reference:no_caption": 1}}  # fmt: skip
@@ -162,7 +162,7 @@ def test_rows_per_sampler_steps_guidance_and_chunking_changes_nothing(
     # a pixel may land one grey level apart on another CPU)
     one = eval_cfg(tmp_path / "b", heldout, tiny_open_clip, samplers=["pda_hybrid"],
                    guidance=[2.0], batch_size=8)  # fmt: skip
-    again = json.loads(api.evaluate_config(tiny_checkpoint, one).read_text())["results"]
+    again = json.loads(api.evaluate(tiny_checkpoint, one).read_text())["results"]
     chunked = np.asarray(Image.open(tmp_path / "b" / "grids" / "pda_hybrid_0003_w2.png"))
     assert np.abs(np.asarray(Image.open(grid)).astype(int) - chunked).max() <= 1
     for key in ("fid", "kid_mean", "kid_std", "clip_score"):
@@ -179,32 +179,41 @@ def test_evaluation_shards_that_training_read_are_refused(
     ]:
         cfg = eval_cfg(tmp_path, Path(given), tiny_open_clip)
         with pytest.raises(ConfigError) as caught:
-            api.evaluate_config(tiny_checkpoint, cfg)
+            api.evaluate(tiny_checkpoint, cfg)
         assert str(caught.value) == (
             f"evaluation shards {given} overlap the training shards of {tiny_checkpoint} "
             f"(data.shards = {shards}): {first}; give held-out shards"
         )
     missing = tmp_path / "heldout" / "00007.tar"
     with pytest.raises(ConfigError) as caught:
-        api.evaluate_config(tiny_checkpoint, eval_cfg(tmp_path, missing, tiny_open_clip))
+        api.evaluate(tiny_checkpoint, eval_cfg(tmp_path, missing, tiny_open_clip))
     assert (
         str(caught.value) == f"reference shard not found: {missing} (reference.shards = {missing})"
     )
     assert not (tmp_path / "grids").exists()
 
 
-def test_the_earlier_api_signature_and_its_refusals(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="prompts file not found"):
-        api.evaluate(tiny_checkpoint, tmp_path / "none.txt", [2], ["pda_hybrid"], tmp_path)
+def test_a_prompts_file_evaluation_and_its_refusals(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    def cfg(prompts: str, samplers: list[str], **kw: object) -> EvalConfig:
+        tree = {"out_dir": str(tmp_path / "e"), "prompts": str(tmp_path / prompts), "steps": [2],
+                "samplers": samplers, **kw}  # fmt: skip
+        return validate_as(EvalConfig, tree, "evaluate")
+
+    with pytest.raises(ConfigError) as caught:
+        api.evaluate(tiny_checkpoint, cfg("none.txt", ["pda_hybrid"]))
+    assert str(caught.value) == (
+        f"prompts file not found: {tmp_path / 'none.txt'} (one prompt per line)"
+    )
     (tmp_path / "p.txt").write_text("a face\n\na portrait\n")
     with pytest.raises(ConfigError) as caught:
-        api.evaluate(tiny_checkpoint, tmp_path / "p.txt", [2], ["ddim"], tmp_path)
+        cfg("p.txt", ["ddim"])
     assert str(caught.value) == (
-        "evaluate: samplers: Value error, unknown sampler 'ddim'; choose from "
+        "config error in evaluate: samplers: unknown sampler 'ddim'; choose from "
         "['pda_backward', 'pda_hybrid', 'score_ode', 'score_sde']"
     )
-    out = api.evaluate(tiny_checkpoint, tmp_path / "p.txt", [2], ["score_ode"], tmp_path / "e",
-                       face_reward=False, images_per_prompt=2)  # fmt: skip
+    out = api.evaluate(
+        tiny_checkpoint, cfg("p.txt", ["score_ode"], face_reward=False, images_per_prompt=2)
+    )
     (row,) = json.loads(out.read_text())["results"]
     assert (row["n_images"], row["nfe"], row["fid"], row["kid_mean"]) == (4, 2, None, None)
 
@@ -268,7 +277,7 @@ def test_bad_evaluation_config_is_one_line(
     (tmp_path / "e.yaml").write_text("out_dir: x\nkid: {subset: 5}\n")
     assert main(["evaluate", "ck", "--config", str(tmp_path / "e.yaml")]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"laionface evaluate: {tmp_path / 'e.yaml'}: kid.subset: Extra inputs are not permitted"
+        f"laionface evaluate: config error in {tmp_path / 'e.yaml'}: kid.subset: unknown key"
     )
 
 

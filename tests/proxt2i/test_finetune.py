@@ -6,17 +6,17 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import pytest
 import torch
 import yaml
 
 from pipeline.cli import main
-from proxt2i import REWARDS, api
+from proxt2i import api
+from proxt2i.api import SampleRequest
 from proxt2i.checkpoint import load_family_state
 from proxt2i.config import ConfigError
-from proxt2i.finetune_config import RewardConfig
 from proxt2i.finetune_run import read_log
 
 FIELDS = {
@@ -83,11 +83,6 @@ def finetuned(
     return root, out.getvalue()
 
 
-def test_every_reward_is_in_the_config_union() -> None:
-    members = get_args(get_args(RewardConfig)[0])
-    assert {m.model_fields["type"].default: m for m in members} == REWARDS
-
-
 def test_finetune_command_logs_every_iteration(finetuned: tuple[Path, str]) -> None:
     root, stdout = finetuned
     assert stdout.strip() == str(root / "ft" / "checkpoints" / "step_0000005")  # 3 + 2
@@ -117,7 +112,9 @@ def test_the_fine_tune_is_a_checkpoint_sample_reads(
     before, after = load_family_state(tiny_checkpoint, "prox"), load_family_state(out, "prox")
     assert not state_equal(before["ema"], after["ema"])
     assert after["ema_n"] == 2 and after["optimizer"]["state"][0]["step"] == 4  # 2 x 2 minibatches
-    sample = api.sample(out, ["a face"], 2, "pda_hybrid", 2.0, 0, tmp_path / "s")
+    sample = api.sample(
+        SampleRequest(out, ("a face",), tmp_path / "s", steps=2, sampler="pda_hybrid", guidance=2.0)
+    )
     assert (sample / "0000.png").is_file()
 
 
@@ -193,5 +190,8 @@ def test_a_backward_network_is_fine_tuned_on_its_own_chain(
     rows = read_log(tmp_path / "ft")
     assert [r["iteration"] for r in rows] == [0, 1] and rows[0]["kl"] == 0.0
     assert (
-        api.sample(out, ["a face"], 10, "pda_backward", 1.0, 0, tmp_path / "s") / "0000.png"
+        api.sample(
+            SampleRequest(out, ("a face",), tmp_path / "s", steps=10, sampler="pda_backward")
+        )
+        / "0000.png"
     ).is_file()

@@ -10,7 +10,9 @@ import pytest
 
 from pipeline.cli import main
 from proxt2i import api
+from proxt2i.api import SampleRequest
 from proxt2i.config import ConfigError
+from proxt2i.evaluate_config import EvalConfig
 from proxt2i.record import read_record
 
 BOTH = "pda_hybrid with N in {2, 3, 5} and score_sde/score_ode with N <= 1000"
@@ -18,7 +20,9 @@ BOTH = "pda_hybrid with N in {2, 3, 5} and score_sde/score_ode with N <= 1000"
 
 def refusal(ckpt: Path, sampler: str, steps: int, guidance: float, out: Path) -> str:
     with pytest.raises(ConfigError) as caught:
-        api.sample(ckpt, ["a face"], steps, sampler, guidance, 0, out)
+        api.sample(
+            SampleRequest(ckpt, ("a face",), out, steps=steps, sampler=sampler, guidance=guidance)
+        )
     assert not out.exists()  # refused before any image
     return str(caught.value)
 
@@ -78,7 +82,9 @@ def test_backward_network_without_dropout(backward_checkpoint: Path, tmp_path: P
         "it has no unconditional branch for guidance 4; use guidance 1 or retrain with "
         "data.caption_dropout > 0"
     )
-    out = api.sample(ckpt, ["a face"], 10, "pda_backward", 1.0, 0, tmp_path / "ok")
+    out = api.sample(
+        SampleRequest(ckpt, ("a face",), tmp_path / "ok", steps=10, sampler="pda_backward")
+    )
     assert (out / "0000.png").is_file()  # what it was trained for runs
 
 
@@ -87,9 +93,9 @@ def test_evaluate_refuses_the_plan_before_sampling(
 ) -> None:
     (tmp_path / "p.txt").write_text("a face\n")
     with pytest.raises(ConfigError) as caught:
-        api.evaluate(
-            backward_checkpoint, tmp_path / "p.txt", [10, 20], ["pda_backward"], tmp_path / "e"
-        )
+        cfg = EvalConfig(out_dir=tmp_path / "e", prompts=tmp_path / "p.txt", steps=(10, 20),
+                         samplers=("pda_backward",))  # fmt: skip
+        api.evaluate(backward_checkpoint, cfg)
     assert str(caught.value) == (
         f"checkpoint {backward_checkpoint} was trained for pda_backward with N in {{10}}; asked "
         "pda_backward with N=20; use N in {10} or add 20 to the prox_matching step_counts and "

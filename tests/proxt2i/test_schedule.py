@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from proxt2i.schedule import VPSchedule, backward_lambda, hybrid_lambda, min_backward_steps
+from proxt2i.schedule import VPSchedule, backward_lambda, hybrid_lambda
 
 S = VPSchedule()
 
@@ -41,8 +41,28 @@ def test_backward_refuses_gamma_at_least_two() -> None:
 
 def test_backward_needs_ten_steps_on_the_uniform_grid() -> None:
     # N = 10: last gamma = 0.01 + 9.95 * 0.19 = 1.9005 < 2; N = 9: 2.1 > 2.
-    assert min_backward_steps(S) == 10
+    assert float(S.gammas(9).max()) == pytest.approx(0.1 / 9 + 9.95 * 17 / 81)
+    assert float(S.gammas(9).max()) > 2 > float(S.gammas(10).max())
     assert float(S.gammas(10)[-1]) == pytest.approx(1.9005)
+
+
+def test_add_noise_is_the_formula_the_objectives_wrote_out() -> None:
+    """Bit for bit what eps_mse and prox_matching computed inline before sharing add_noise:
+    alpha in float64, cast to the batch dtype, then sqrt(alpha) x0 + sqrt(1 - alpha) n."""
+    gen = torch.Generator().manual_seed(3)
+    x0 = torch.randn(4, 3, 2, 2, generator=gen)
+    noise = torch.randn(4, 3, 2, 2, generator=gen)
+    t = torch.tensor([1e-3, 0.25, 0.5, 1.0], dtype=torch.float64)
+    alpha = S.alpha(t).to(x0).view(4, 1, 1, 1)
+    inline = alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
+    noised = S.add_noise(x0, noise, t)
+    assert noised.dtype == torch.float32
+    assert torch.equal(noised, inline)
+    ends = S.add_noise(torch.ones(2, 1), torch.full((2, 1), 2.0), t[[0, 3]].clone().zero_())
+    assert ends.tolist() == [[1.0], [1.0]]  # t = 0: alpha = 1, no noise at all
+    a1 = math.exp(-10.05)  # alpha at t = 1
+    last = S.add_noise(torch.ones(1, 1), torch.full((1, 1), 2.0), t[3:])
+    assert float(last) == pytest.approx(math.sqrt(a1) + 2 * math.sqrt(1 - a1), rel=1e-6)
 
 
 def test_grid_rejects_zero_steps() -> None:

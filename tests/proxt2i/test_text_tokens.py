@@ -15,6 +15,7 @@ import yaml
 from PIL import Image
 
 from proxt2i import api
+from proxt2i.api import SampleRequest
 from proxt2i.checkpoint import read_checkpoint_meta
 from proxt2i.config import ConfigError
 from proxt2i.generate import load_model
@@ -146,7 +147,11 @@ def test_an_old_pooled_checkpoint_still_samples(pooled_checkpoint: Path, tmp_pat
     assert cfg.text_encoder.output == "pooled"
     images = []
     for name, ckpt in (("new", pooled_checkpoint), ("old", old)):
-        out = api.sample(ckpt, ["a face"], 2, "pda_hybrid", 4.0, 0, tmp_path / name)
+        out = api.sample(
+            SampleRequest(
+                ckpt, ("a face",), tmp_path / name, steps=2, sampler="pda_hybrid", guidance=4.0
+            )
+        )
         images.append(np.asarray(Image.open(out / "0000.png")))
     assert np.array_equal(images[0], images[1])
 

@@ -3,30 +3,49 @@
 Two input shards of six candidates each, rejected at every stage for a known reason, plus a
 kept sample whose sample_id is hostile (path separators, dots) and one whose image is missing
 from its download tar. Six samples are publishable.
+
+Built by the real writers where there are any: each reason is the one the stage emits (its
+constants and classifiers), verdicts and reports come from ``manifests.verdicts``, and
+``run.json`` is a validated config recorded by ``pipeline.run_info`` and
+``manifests.run_record``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
+from filters.face_count import NAME as FACE_COUNT
+from filters.face_count import ZERO as NO_FACE
 from manifests import schema as S
-from manifests.io import write_done, write_table_atomic, write_text_atomic
+from manifests.io import write_done, write_table_atomic
 from manifests.layout import RunLayout
-from manifests.verdicts import combine, count
+from manifests.run_record import append_record, finish_record
+from manifests.verdicts import Upstream
+from pipeline.config import validate_config
 from pipeline.demo_server import photo_bytes
+from pipeline.run_info import new_record
+from stages.candidates import NAME as CANDIDATES
+from stages.caption import NAME as CAPTION
+from stages.caption import REFUSED_REASON
+from stages.dedup import NAME as DEDUP
+from stages.download import NAME as DOWNLOAD
+from stages.download_errors import classify
+from stages.filter import NAME as FILTER
 from stages.plan import ShardPlan, write_plan
+from stages.shard_plan import SOURCE_STAGES
+from stages.urls import UrlProblem, normalize_url
 
 HOSTILE_ID = "../../etc/passwd.x/..jpg"
-STAGES = ("candidates", "download", "filter", "dedup", "caption")
+STAGES = SOURCE_STAGES
+# img2dataset's error text for a 404 (urllib's HTTPError), as dl_error stores it.
+HTTP_404_ERROR = "HTTP Error 404: Not Found"
 
 
 @dataclass(frozen=True)
@@ -42,25 +61,43 @@ def sid(text: str) -> str:
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
 
 
+def _url_reason(url: str) -> str:
+    """The candidates stage's reason for a URL it cannot use."""
+    try:
+        normalize_url(url)
+    except UrlProblem as problem:
+        return S.reason(CANDIDATES, problem.why)
+    raise ValueError(f"{url!r} is a usable URL")
+
+
 SHARDS: dict[int, list[Sample]] = {
     0: [
         Sample(sid("a0"), "astronaut", license="cc-by-4.0"),
         Sample(sid("a1"), "grace_hopper", license="public-domain"),
         Sample(HOSTILE_ID, "astronaut_crop"),
-        Sample(sid("a3"), None, "candidates:invalid_url"),
-        Sample(sid("a4"), None, "download:http_404"),
-        Sample(sid("a5"), "coffee", "face_count:zero"),
+        Sample(sid("a3"), None, _url_reason("https://")),
+        Sample(sid("a4"), None, classify("failed_to_download", HTTP_404_ERROR)),
+        Sample(sid("a5"), "coffee", NO_FACE),
     ],
     1: [
         Sample(sid("b0"), "astronaut_resized", license="cc-by-4.0"),
         Sample(sid("b1"), "grace_hopper_crop"),
         Sample(sid("b2"), "astronaut_rot90"),
-        Sample(sid("b3"), "astronaut_blur", "dedup:near_duplicate"),
-        Sample(sid("b4"), "rocket", "caption:refusal"),
+        # stages.dedup_groups' reason for a copy that is not byte-identical (b0's, blurred)
+        Sample(sid("b3"), "astronaut_blur", S.reason(DEDUP, "near")),
+        Sample(sid("b4"), "rocket", REFUSED_REASON),
         Sample(sid("b5"), "astronaut", in_tar=False),
     ],
 }
-STAGE_OF_OWNER = {"candidates": 0, "download": 1, "face_count": 2, "dedup": 3, "caption": 4}
+NEAR_COPY_OF = {sid("b3"): sid("b0")}
+# The stage that emits each reason's owner (a filter's reasons are the filter stage's).
+STAGE_OF_OWNER = {
+    CANDIDATES: CANDIDATES,
+    DOWNLOAD: DOWNLOAD,
+    FACE_COUNT: FILTER,
+    DEDUP: DEDUP,
+    CAPTION: CAPTION,
+}
 N_PUBLISHED = 6
 
 
@@ -68,11 +105,11 @@ def url_of(sample: Sample) -> str:
     return f"https://img.example.org/{sample.sample_id.replace('/', '_')}.jpg"
 
 
-def _stage_reasons(samples: list[Sample], stage_index: int) -> list[str | None]:
+def _stage_reasons(samples: list[Sample], stage: str) -> list[str | None]:
     out: list[str | None] = []
     for s in samples:
         owner = s.reason.split(":")[0] if s.reason else None
-        out.append(s.reason if owner and STAGE_OF_OWNER[owner] == stage_index else None)
+        out.append(s.reason if owner and STAGE_OF_OWNER[owner] == stage else None)
     return out
 
 
@@ -91,6 +128,7 @@ def _download(samples: list[Sample], shard: int) -> dict[str, Any]:
     keys = [f"{shard:05d}{i:04d}" if s.photo else None for i, s in enumerate(samples)]
     return {
         S.DL_STATUS: ["success" if k else "failed_to_download" for k in keys],
+        S.DL_ERROR: [None if k else HTTP_404_ERROR for k in keys],
         S.DL_KEY: keys,
         S.DL_WIDTH_PX: [512 if k else None for k in keys],
         S.DL_HEIGHT_PX: [512 if k else None for k in keys],
@@ -111,11 +149,12 @@ def _filter(samples: list[Sample], shard: int) -> dict[str, Any]:
         S.FACE_SIZE_PX: [200.0 + 10 * i + 100 * shard for i in range(n)],
         S.FACE_SHARPNESS: [60.0 + 7 * i for i in range(n)],
         S.NSFW_SCORE: [0.01 * i for i in range(n)],
+        S.PHASH: ["f0f0f0f0f0f0f0f0"] * n,
     }
 
 
 def _dedup(samples: list[Sample], shard: int) -> dict[str, Any]:
-    return {S.PHASH: ["f0f0f0f0f0f0f0f0"] * len(samples)}
+    return {S.DEDUP_GROUP: [NEAR_COPY_OF.get(s.sample_id) for s in samples]}
 
 
 def _caption(samples: list[Sample], shard: int) -> dict[str, Any]:
@@ -133,24 +172,20 @@ def _caption(samples: list[Sample], shard: int) -> dict[str, Any]:
 _BUILDERS = (_candidates, _download, _filter, _dedup, _caption)
 
 
-def _write_stage(layout: RunLayout, shard: int, index: int, samples: list[Sample]) -> np.ndarray:
-    """Write one stage's manifest and done marker; returns its keep column."""
+def _write_stage(
+    layout: RunLayout, shard: int, index: int, samples: list[Sample], upstream: Upstream
+) -> Upstream:
+    """Write one stage's manifest and done marker; returns the verdict it passes on."""
     stage = STAGES[index]
-    cols = _BUILDERS[index](samples, shard)
-    upstream = np.ones(len(samples), dtype=bool)
-    reasons: list[str | None] = [None] * len(samples)
-    for i in range(index + 1):
-        after = combine(upstream, reasons, _stage_reasons(samples, i))
-        if i < index:
-            upstream, reasons = after.keep, after.reasons
+    after = upstream.combine(_stage_reasons(samples, stage))
     table = pa.table({S.SAMPLE_ID: [s.sample_id for s in samples]})
-    for name, values in cols.items():
+    for name, values in _BUILDERS[index](samples, shard).items():
         table = table.append_column(name, pa.array(values, S.COLUMNS[name].dtype))
     for name, array in after.columns().items():
         table = table.append_column(name, array)
     write_table_atomic(table, layout.manifest(stage, shard))
-    write_done(layout, count(stage, shard, upstream, after, seconds={"total": 0.5 + index}))
-    return after.keep
+    write_done(layout, upstream.count(stage, shard, after, seconds={"total": 0.5 + index}))
+    return Upstream(table, after.keep, after.reasons)
 
 
 def _write_download_tar(layout: RunLayout, shard: int, samples: list[Sample]) -> None:
@@ -179,8 +214,24 @@ RUN_CONFIG = {
         "nsfw": {"type": "nsfw", "max_score": 0.2},
         "clip": {"type": "clip", "min_similarity": 0.28},
     },
-    "caption": {"backend": {"type": "attributes"}, "prompt_version": "v1"},
+    "caption": {"captioner": {"type": "attributes"}},
 }
+
+
+def _write_run_record(layout: RunLayout) -> None:
+    """run.json as ``laionface run`` writes it, for RUN_CONFIG. What would differ between two
+    builds is pinned, so that the dataset card is the same bytes every time: the run_dir
+    (``run``, wherever the fixture lies), the run's id and time, the software it names."""
+    config = validate_config({**RUN_CONFIG, "run_dir": "run"}, "RUN_CONFIG")
+    record = replace(
+        new_record(config, STAGES, {}),
+        run_id="20260101T000000-000000",
+        started_at="2026-01-01T00:00:00+00:00",
+        packages={"webdataset": "0.2.111"},
+        git_revision="abc",
+    )
+    append_record(layout, record)
+    finish_record(layout, record.run_id, "ok", record.started_at)
 
 
 def build_run(root: Path) -> RunLayout:
@@ -188,9 +239,10 @@ def build_run(root: Path) -> RunLayout:
     layout = RunLayout(root)
     write_plan(layout, ShardPlan(inputs=(("in.parquet", 12),), shard_size=6, n_shards=2))
     for shard, samples in SHARDS.items():
+        ids = pa.table({S.SAMPLE_ID: [s.sample_id for s in samples]})
+        upstream = Upstream.entering(ids)
         for index in range(len(STAGES)):
-            _write_stage(layout, shard, index, samples)
+            upstream = _write_stage(layout, shard, index, samples, upstream)
         _write_download_tar(layout, shard, samples)
-    info = {"config": RUN_CONFIG, "packages": {"webdataset": "0.2.111"}, "git_revision": "abc"}
-    write_text_atomic(json.dumps(info), layout.run_json)
+    _write_run_record(layout)
     return layout

@@ -49,8 +49,8 @@ def test_manifests_keep_one_row_per_candidate(published_run: Path) -> None:
     assert kept == N_PUBLISHED
     assert sorted(r for r in reasons if r) == [
         "candidates:invalid_url",
-        "caption:refusal",
-        "dedup:near_duplicate",
+        "caption:refused",
+        "dedup:near",
         "download:http_404",
         "face_count:zero",
         "shard:missing_image",

@@ -1,4 +1,4 @@
-"""Tiny random-weight VLM checkpoints, built offline, for tests and benchmarks of ``hf_vlm``.
+"""Tiny random-weight VLM checkpoints, built offline, for the tests and benchmarks of ``hf_vlm``.
 
 They exercise the real loading, batching, padding and generation code paths; their text is
 noise. The tokenizer is all-MiniLM-L6-v2's WordPiece vocabulary shipped in
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from captioners.cleaner import default_tokenizer_path
+from captioners.cleaning import default_tokenizer_path
 
 # Qwen2-VL's chat markup, reduced to the parts the processor needs (one image, then text).
 QWEN_CHAT_TEMPLATE = (
