@@ -4,7 +4,7 @@ A filter config may declare, as class attributes (each optional; read here with 
 as ``filters.scoring.is_expensive`` reads ``expensive``):
 
 - ``published: tuple[str, ...]``: score columns copied into every published sample's json
-  (``scores``) and its index row (``stages.shard_records.score_columns``), and plotted in the
+  (``scores``) and its index row (``stages.shard.records.score_columns``), and plotted in the
   audit report;
 - ``thresholds: dict[str, tuple[str, Bound]]``: for each config field that is a threshold, the
   score column it applies to and how (``"min"``, ``"max"``, or ``"abs_max"`` on |value|), the

@@ -27,13 +27,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from filters import decide_all
 from filters.tags import decide_tags
 from manifests import schema as S
-from manifests.io import read_manifest, write_table_atomic, write_text_atomic
+from manifests.io import write_table_atomic, write_text_atomic
 from manifests.layout import RunLayout
 from manifests.run_record import producing_record
-from manifests.verdicts import read_upstream
 from pipeline.config import ConfigError, apply_overrides, validate_config
 from stages.filter import NAME as FILTER
 from stages.filter import FilterStage, FilterStageBase
@@ -58,7 +56,7 @@ def refilter(run_dir: Path, overrides: Sequence[str], name: str | None = None) -
     """Recompute the filter verdicts of every done shard under ``overrides``."""
     layout = RunLayout(Path(run_dir))
     section = _new_filter_section(layout, overrides)
-    filters = section.build_filters()
+    stage = FilterStage(section)
     name = name or "set-" + hashlib.sha1("\n".join(sorted(overrides)).encode()).hexdigest()[:10]
     out_dir = layout.stage_dir(FILTER) / "_decisions" / name
     before: Counter[str] = Counter()
@@ -66,21 +64,17 @@ def refilter(run_dir: Path, overrides: Sequence[str], name: str | None = None) -
     rows = 0
     t0 = time.perf_counter()
     for shard in layout.done_shards(FILTER):
-        table = read_manifest(layout, FILTER, shard)
-        # The verdict the filter stage received: its last read's (the others add columns).
-        upstream = read_upstream(layout, FilterStage.reads[-1:], shard, [])
-        entered = upstream.keep
         try:
-            verdict = decide_all(filters, {c: table[c] for c in table.column_names})
+            stored = stage.stored_decision(layout, shard)
         except ValueError as err:
             raise ConfigError(f"refilter: {err}") from None
-        new = upstream.combine(verdict.reject_reason.tolist())  # rows not entered keep theirs
+        table, entered, new = stored.manifest, stored.upstream.keep, stored.after()
         before.update(_dropped_here(entered, table[S.REJECT_REASON].to_pylist()))
         after.update(_dropped_here(entered, new.reasons))
-        columns = {S.SAMPLE_ID: table[S.SAMPLE_ID], **verdict.columns(), **new.columns()}
+        columns = {S.SAMPLE_ID: table[S.SAMPLE_ID], **stored.verdict.columns(), **new.columns()}
         # Tags (e.g. hands_subset) are decided from the same stored scores.
-        stored = {c: table[c] for c in table.column_names}
-        columns.update({c: m.tolist() for c, m in decide_tags(filters, stored).items()})
+        tags = decide_tags(stage.filters, stored.scores)
+        columns.update({c: m.tolist() for c, m in tags.items()})
         write_table_atomic(pa.table(columns), out_dir / f"{shard:05d}.parquet")
         rows += table.num_rows
     write_text_atomic(json.dumps({"overrides": list(overrides)}, indent=2), out_dir / "config.json")

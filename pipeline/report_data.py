@@ -25,8 +25,8 @@ from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from manifests.run_record import producing_record
 from stages import STAGES
-from stages.shard_plan import SOURCE_STAGES
-from stages.shard_records import score_columns
+from stages.shard.plan import SOURCE_STAGES
+from stages.shard.records import score_columns
 
 SHARD_STAGE = "shard"
 _BINS = 30  # histogram bins: enough shape for a few thousand samples per score

@@ -14,7 +14,7 @@ from manifests import schema as S
 from manifests.io import join_stages
 from manifests.layout import RunLayout
 from stages.download_tar import find_member, open_download_tar, read_member
-from stages.shard_plan import TAKEDOWN_REASON
+from stages.shard.plan import TAKEDOWN_REASON
 
 KEPT = "kept"
 # The gallery of kept samples tagged for the hand-focused subset (a tag, so also under KEPT).

@@ -34,7 +34,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 CaptionChoice = Literal["long", "short", "mixed"]
-# The tag and the sample list the shard stage writes (stages.shard_subsets; the trainer reads
+# The tag and the sample list the shard stage writes (stages.shard.subsets; the trainer reads
 # only the published files, so the names are repeated here and a test checks they agree).
 HANDS_TAG = "hands_subset"
 HANDS_SUBSET_LIST = "hands-subset.json"

@@ -13,7 +13,7 @@ from stages.caption import CaptionStageConfig
 from stages.dedup import DedupConfig
 from stages.download import DownloadConfig
 from stages.filter import filter_stage_config
-from stages.shard import ShardConfig
+from stages.shard.stage import ShardConfig
 
 STAGES: dict[str, type[BaseModel]] = {
     "candidates": CandidatesConfig,

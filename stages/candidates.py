@@ -46,7 +46,7 @@ from stages.candidates_ingest import (
 from stages.include_list import check_include_path, compile_include
 from stages.laion_input import InputError, InputFile, list_inputs
 from stages.plan import ShardPlan, read_plan, write_plan
-from stages.takedown_list import (
+from stages.shard.takedown_list import (
     TAKEDOWN_REASON,
     is_listed,
     load_takedown,

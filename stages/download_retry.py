@@ -42,7 +42,7 @@ from stages.download import DownloadConfig, fetch_again
 from stages.download_errors import NAME
 from stages.download_tar import replace_samples, sample_key
 from stages.retry_reasons import ReasonSelector
-from stages.shard_plan import read_takedown_register
+from stages.shard.plan import read_takedown_register
 
 # The columns a retry reads of the download manifest, and what it fetches with.
 _FAILED_COLUMNS = (S.SAMPLE_ID, S.REJECT_REASON, S.DL_KEY)

@@ -38,8 +38,9 @@ from filters.tags import decide_tags, tag_columns
 from manifests import schema as S
 from manifests.fingerprint import OPERATIONAL
 from manifests.io import read_manifest, write_table_atomic
+from manifests.layout import RunLayout
 from manifests.report import ShardReport
-from manifests.verdicts import Upstream, read_upstream
+from manifests.verdicts import Upstream, Verdicts, read_upstream
 from stages.base import RunContext
 from stages.candidates import NAME as CANDIDATES
 from stages.download import NAME as DOWNLOAD
@@ -148,6 +149,20 @@ class ChainTimer:
             self.rows[f"scored.{name}"] = self.rows.get(f"scored.{name}", 0.0) + n
 
 
+@dataclass(frozen=True)
+class StoredDecision:
+    """A chain's verdicts over a shard's stored scores (``FilterStage.stored_decision``)."""
+
+    upstream: Upstream  # the rows and the verdict they entered the stage with
+    manifest: pa.Table  # the stage's manifest as stored
+    scores: dict[str, pa.Array]  # the chain's score columns (and not_scored) from it
+    verdict: ChainVerdicts
+
+    def after(self) -> Verdicts:
+        """The stage's verdict: rows that never entered keep their upstream reason."""
+        return self.upstream.combine(self.verdict.reject_reason.tolist())
+
+
 class FilterStage(ShardwiseStage):
     """See the module docstring."""
 
@@ -196,20 +211,26 @@ class FilterStage(ShardwiseStage):
 
     def redecide_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         """New thresholds over the stored scores; scores again only where they are missing."""
-        layout = ctx.layout
-        upstream = read_upstream(layout, self.reads, shard, _INPUT_COLUMNS)
-        rows = upstream.rows
-        stored = read_manifest(layout, NAME, shard)
-        scores = {c: stored[c].combine_chunks() for f in self.filters for c in f.writes}
-        if S.NOT_SCORED in stored.column_names:
-            scores[S.NOT_SCORED] = stored[S.NOT_SCORED].combine_chunks()
-        verdict = decide_all(self.filters, {S.ALT_TEXT: rows[S.ALT_TEXT], **scores})
-        if not stored[S.SAMPLE_ID].equals(rows[S.SAMPLE_ID]) or self._must_rescore(
-            stored, verdict, upstream.keep
+        stored = self.stored_decision(ctx.layout, shard)
+        rows = stored.upstream.rows
+        if not stored.manifest[S.SAMPLE_ID].equals(rows[S.SAMPLE_ID]) or self._must_rescore(
+            stored.manifest, stored.verdict, stored.upstream.keep
         ):
             log.info("filter shard %05d: new thresholds reach unscored rows: scoring", shard)
             return self.run_shard(shard, ctx)
-        return self._decide(shard, ctx, upstream, scores, {}, {"redecided": 1.0})
+        return self._decide(shard, ctx, stored.upstream, stored.scores, {}, {"redecided": 1.0})
+
+    def stored_decision(self, layout: RunLayout, shard: int) -> StoredDecision:
+        """This chain's verdicts over the scores stored in the shard's manifest, without any
+        model: what a re-decision writes (``redecide_shard``) and ``laionface refilter``
+        reports. A ValueError from a filter's decide means scores it needs are not stored."""
+        upstream = read_upstream(layout, self.reads, shard, _INPUT_COLUMNS)
+        manifest = read_manifest(layout, NAME, shard)
+        wanted = [*(c for f in self.filters for c in f.writes), S.NOT_SCORED]
+        present = [c for c in dict.fromkeys(wanted) if c in manifest.column_names]
+        scores = {c: manifest[c].combine_chunks() for c in present}
+        verdict = decide_all(self.filters, {S.ALT_TEXT: upstream.rows[S.ALT_TEXT], **scores})
+        return StoredDecision(upstream, manifest, scores, verdict)
 
     def _must_rescore(self, stored: pa.Table, verdict: ChainVerdicts, upstream: np.ndarray) -> bool:
         """Whether new verdicts let an entering row reach a filter that never scored it."""

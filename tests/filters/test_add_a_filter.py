@@ -45,7 +45,7 @@ from pipeline.report_data import Threshold, collect
 from pipeline.report_data import thresholds as report_thresholds
 from stages.base import RunContext
 from stages.filter import filter_stage_config
-from stages.shard_records import member_key, score_columns
+from stages.shard.records import member_key, score_columns
 from tests.publish.conftest import local_client as local_client  # the session's Dask client
 from tests.publish.conftest import publish
 from tests.publish.synthetic import HOSTILE_ID, SHARDS, build_run, sid

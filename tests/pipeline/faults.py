@@ -37,8 +37,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 from manifests import schema as S
 from manifests.layout import RunLayout
 from pipeline.config import RunConfigBase
-from stages.shard_publish import CARD
-from stages.shard_writer import publish_dir
+from stages.shard.publish import CARD
+from stages.shard.writer import publish_dir
 
 T = TypeVar("T")
 # Generous: the machine may be loaded; a deadline only ends a test that would hang.

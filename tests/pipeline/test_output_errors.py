@@ -18,7 +18,7 @@ import pytest
 
 from manifests.layout import RunLayout
 from pipeline.cli import main
-from stages.shard_publish import published_path
+from stages.shard.publish import published_path
 from tests.conftest import demo_config
 from tests.pipeline.faults import Mounts, fill, published_digests, temp_files, write_config
 

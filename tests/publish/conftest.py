@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from stages.base import RunContext
-from stages.shard import ShardConfig
+from stages.shard.stage import ShardConfig
 from tests.publish.synthetic import build_run
 
 # Two samples per tar: the six publishable samples make three tars.

@@ -39,7 +39,7 @@ from stages.download import NAME as DOWNLOAD
 from stages.download_errors import classify
 from stages.filter import NAME as FILTER
 from stages.plan import ShardPlan, write_plan
-from stages.shard_plan import SOURCE_STAGES
+from stages.shard.plan import SOURCE_STAGES
 from stages.urls import UrlProblem, normalize_url
 
 HOSTILE_ID = "../../etc/passwd.x/..jpg"

@@ -29,8 +29,8 @@ from pipeline.report_gallery import HANDS_TAGGED, galleries
 from pipeline.report_html import hands_section
 from proxt2i import corpus
 from proxt2i.corpus import IndexedCorpus, SubsetMixSampler, corpus_stream, read_subset_positions
-from stages.shard_records import member_key
-from stages.shard_subsets import subset_list_name, subset_wids_name
+from stages.shard.records import member_key
+from stages.shard.subsets import subset_list_name, subset_wids_name
 from tests.publish.conftest import publish
 from tests.publish.synthetic import SHARDS, build_run, sid
 

@@ -13,9 +13,9 @@ import pytest
 from manifests import schema as S
 from manifests.io import read_done
 from manifests.layout import RunLayout
-from stages.shard import ShardConfig
-from stages.shard_plan import SHARD_COLUMNS
-from stages.shard_records import member_key
+from stages.shard.plan import SHARD_COLUMNS
+from stages.shard.records import member_key
+from stages.shard.stage import ShardConfig
 from tests.publish.conftest import publish
 from tests.publish.synthetic import HOSTILE_ID, N_PUBLISHED, SHARDS, build_run, sid
 

@@ -15,7 +15,7 @@ from manifests.io import read_done
 from manifests.layout import RunLayout
 from pipeline.status import RunDirError
 from pipeline.takedown import apply_takedown
-from stages.shard_records import member_key
+from stages.shard.records import member_key
 from tests.publish.synthetic import HOSTILE_ID, SHARDS, build_run, sid, url_of
 
 

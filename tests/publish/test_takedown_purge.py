@@ -19,8 +19,8 @@ from pipeline.report_html import write_report
 from pipeline.takedown import apply_takedown
 from pipeline.takedown_audit import thumbnails_in
 from stages.download_tar import remove_samples, sample_key
-from stages.shard_records import member_key
-from stages.takedown_list import read_takedown_register
+from stages.shard.records import member_key
+from stages.shard.takedown_list import read_takedown_register
 from tests.publish.synthetic import sid
 
 Members = list[tuple[str, bytes]]  # (member name, its raw header and data blocks), in order

@@ -25,7 +25,7 @@ from pipeline.demo import allow_photo_server, demo_rows
 from pipeline.demo_server import PHOTOS, photo_bytes
 from pipeline.runner import run_pipeline
 from pipeline.takedown import apply_takedown
-from stages.shard_publish import read_published
+from stages.shard.publish import read_published
 from tests.conftest import demo_config
 from tests.stages.policy_servers import CountingServer, image, serve
 

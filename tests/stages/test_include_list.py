@@ -177,7 +177,7 @@ def test_missing_or_unknown_include_files_fail_validation(tmp_path: Path) -> Non
 
 def test_the_card_counts_rows_left_out_by_include_lists() -> None:
     from manifests.report import ShardReport
-    from stages.shard_card import _funnel_md
+    from stages.shard.card import _funnel_md
 
     kept = ShardReport("candidates", (0,), 4, 4, 3, {"candidates:duplicate_url": 1})
     counted = ShardReport(

@@ -27,9 +27,9 @@ from manifests.io import read_manifest, read_marker, write_done, write_table_ato
 from manifests.layout import RunLayout
 from manifests.verdicts import Verdicts, count
 from stages.download_errors import SUCCESS
-from stages.shard_plan import SOURCE_STAGES
-from stages.takedown_list import TAKEDOWN_REASON
-from stages.takedown_purge import place
+from stages.shard.plan import SOURCE_STAGES
+from stages.shard.takedown_list import TAKEDOWN_REASON
+from stages.shard.takedown_purge import place
 
 # dl_status of a sample whose downloaded bytes a takedown removed from RUN/download.
 TAKEN_DOWN: Final = "taken_down"

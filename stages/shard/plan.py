@@ -28,19 +28,19 @@ from stages.dedup import NAME as DEDUP
 from stages.download import NAME as DOWNLOAD
 from stages.download_tar import find_member, open_download_tar, read_member
 from stages.filter import NAME as FILTER
-from stages.shard_records import (
+from stages.shard.records import (
     ImageSettings,
     dumps_metadata,
     image_payload,
     sample_metadata,
     tar_member_bytes,
 )
-from stages.shard_writer import part_columns, part_path
 
 # Re-exported: the shard stage, its card and the report read the register through this module.
-from stages.takedown_list import TAKEDOWN_REASON as TAKEDOWN_REASON
-from stages.takedown_list import read_takedown_register as read_takedown_register
-from stages.takedown_list import write_takedown_register as write_takedown_register
+from stages.shard.takedown_list import TAKEDOWN_REASON as TAKEDOWN_REASON
+from stages.shard.takedown_list import read_takedown_register as read_takedown_register
+from stages.shard.takedown_list import write_takedown_register as write_takedown_register
+from stages.shard.writer import part_columns, part_path
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from manifests.layout import RunLayout
 from manifests.report import ShardReport
 from stages.base import DeclaredColumns, RunContext
 from stages.plan import read_plan
-from stages.shard_plan import (
+from stages.shard.plan import (
     NAME,
     SHARD_COLUMNS,
     SOURCE_STAGES,
@@ -37,9 +37,9 @@ from stages.shard_plan import (
     read_takedown_register,
     shard_manifest,
 )
-from stages.shard_publish import finalize, published_path, read_published
-from stages.shard_records import ImageSettings
-from stages.shard_writer import OutShard, part_path, write_output_tar
+from stages.shard.publish import finalize, published_path, read_published
+from stages.shard.records import ImageSettings
+from stages.shard.writer import OutShard, part_path, write_output_tar
 
 if TYPE_CHECKING:
     from distributed import Client

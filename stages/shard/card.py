@@ -21,15 +21,15 @@ from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from manifests.run_record import RunRecord, producing_record
 from stages.candidates import EXCLUDED_BY_INCLUDE
-from stages.shard_plan import (
+from stages.shard.plan import (
     NAME,
     SOURCE_STAGES,
     read_assignment,
     read_takedown_register,
     shard_manifest,
 )
-from stages.shard_subsets import SUBSETS, read_subset_list, subset_list_name, subset_wids_name
-from stages.shard_writer import OutShard, index_name, publish_dir
+from stages.shard.subsets import SUBSETS, read_subset_list, subset_list_name, subset_wids_name
+from stages.shard.writer import OutShard, index_name, publish_dir
 
 
 def funnel(layout: RunLayout) -> list[ShardReport]:
@@ -122,7 +122,7 @@ def _summary(layout: RunLayout, shards: list[OutShard], dataset_name: str) -> li
 
 
 def _subsets_md(layout: RunLayout, shards: list[OutShard]) -> list[str]:
-    """One line per subset the corpus tags (``stages.shard_subsets``), with its files."""
+    """One line per subset the corpus tags (``stages.shard.subsets``), with its files."""
     total = sum(s.nsamples for s in shards)
     lines = []
     for subset, tag in SUBSETS.items():

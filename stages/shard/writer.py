@@ -18,7 +18,7 @@ from manifests import schema as S
 from manifests.io import atomic_path, write_table_atomic
 from manifests.layout import RunLayout
 from stages.download_tar import find_member, open_download_tar, read_member
-from stages.shard_records import (
+from stages.shard.records import (
     ImageSettings,
     image_payload,
     member_key,

@@ -27,7 +27,7 @@ from manifests import schema as S
 from manifests.io import write_table_atomic
 from manifests.layout import RunLayout
 from stages.download_tar import remove_samples
-from stages.shard_writer import part_path, publish_dir
+from stages.shard.writer import part_path, publish_dir
 
 Places = dict[str, set[str]]  # sample_id -> the places (paths under RUN) it was removed from
 
@@ -85,7 +85,7 @@ def discard_scratch(layout: RunLayout, shards: Iterable[int]) -> list[str]:
     for shard in sorted(set(shards)):
         found += sorted(layout.root.glob(f"*/_tmp/{shard:05d}"))
     for folder in (layout.stage_dir("download"), publish_dir(layout)):
-        # manifests.io and stages.shard_writer name temp files ".<name>.<hex>.tmp".
+        # manifests.io and stages.shard.writer name temp files ".<name>.<hex>.tmp".
         found += sorted(folder.glob(".*.tar.*.tmp"))
     for path in found:
         if path.is_dir():

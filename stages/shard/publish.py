@@ -16,9 +16,9 @@ from pathlib import Path
 
 from manifests.io import discard_temps, write_text_atomic
 from manifests.layout import RunLayout
-from stages.shard_card import render_card
-from stages.shard_subsets import write_subsets
-from stages.shard_writer import OutShard, index_name, publish_dir
+from stages.shard.card import render_card
+from stages.shard.subsets import write_subsets
+from stages.shard.writer import OutShard, index_name, publish_dir
 
 WIDS_INDEX = "wids-index.json"
 CHECKSUMS = "SHA256SUMS"
@@ -27,7 +27,7 @@ CARD = "README.md"
 # "__kind__", "wids_version" 1, and a "shardlist" of {url, nsamples, filesize, md5sum}.
 _WIDS_KIND = "wids-shard-index-v1"
 _WIDS_VERSION = 1
-# The names stages.shard_plan.tar_name gives published tars.
+# The names stages.shard.plan.tar_name gives published tars.
 _TAR_NAME = re.compile(r"^[0-9]{5,}\.tar$")
 
 

@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from manifests import schema as S
 from manifests.io import write_text_atomic
-from stages.shard_writer import OutShard, index_name
+from stages.shard.writer import OutShard, index_name
 
 # Subset name -> the tag column (manifests.schema) that selects its samples.
 SUBSETS: dict[str, str] = {"hands": S.HANDS_SUBSET}
