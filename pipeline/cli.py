@@ -48,7 +48,10 @@ def _add_config_args(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from pipeline.runner import check_stages
+
     config = load_config(args.config, args.overrides)
+    check_stages(config)
     print(f"{args.config}: ok (stages: {', '.join(config.stages)}; run_dir: {config.run_dir})")
     return 0
 

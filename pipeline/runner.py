@@ -33,7 +33,7 @@ from pipeline.fingerprints import Action
 from pipeline.pools import task_resources
 from pipeline.progress import ProgressBoard
 from pipeline.run_info import new_record, now_iso
-from pipeline.run_plan import RunPlanner, StagePlan, dry_run
+from pipeline.run_plan import RunPlanner, StagePlan, check_reads, dry_run
 from pipeline.shard_task import run_shard_task
 from stages import build_stage
 from stages.base import RunContext, ShardPlanMissing, Stage
@@ -147,9 +147,18 @@ def _select(config: RunConfigBase, stages: list[str] | None) -> list[str]:
     return [s for s in config.stages if stages is None or s in stages]
 
 
+def _built(config: RunConfigBase) -> list[Stage]:
+    return [build_stage(n, config.stage_config(n)) for n in config.stages]
+
+
 def _planner(config: RunConfigBase, names: list[str]) -> RunPlanner:
-    built = [build_stage(n, config.stage_config(n)) for n in config.stages]
-    return RunPlanner(built, names, RunContext(config.run_dir.resolve()))
+    return RunPlanner(_built(config), names, RunContext(config.run_dir.resolve()))
+
+
+def check_stages(config: RunConfigBase) -> None:
+    """What ``run`` holds the config's stages to before planning (``run_plan.check_reads``:
+    what each reads and needs), for ``laionface validate``; builds the stages, runs nothing."""
+    check_reads(_built(config), config.stages, RunLayout(config.run_dir.resolve()))
 
 
 def plan_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> list[str]:

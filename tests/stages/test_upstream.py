@@ -138,6 +138,8 @@ def test_the_cli_says_so_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixtu
     cfg.write_text(f"run_dir: {tmp_path / 'run'}\nfilter: {{chain: [face_count]}}\n")
     assert main(["run", str(cfg), "--dry-run"]) == 2
     assert capsys.readouterr().err == f"laionface run: {PHASH_FIX}\n"
+    assert main(["validate", str(cfg)]) == 2  # validate holds the stages to the same
+    assert capsys.readouterr().err == f"laionface validate: {PHASH_FIX}\n"
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
