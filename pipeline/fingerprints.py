@@ -21,7 +21,7 @@ from manifests.fingerprint import ConfigParts, digest, split_config
 from manifests.io import DoneMarker
 from manifests.schema import SCHEMA_VERSION
 from pipeline.config import short_repr
-from stages.base import Stage
+from stages.base import InputReader, Stage
 
 
 def package_version() -> str:
@@ -43,6 +43,8 @@ class StageMaterial:
         config: BaseModel = stage.config
         parts = split_config(config)
         produce = {**parts.produce, "_version": package_version(), "_schema": SCHEMA_VERSION}
+        if isinstance(stage, InputReader):
+            produce["_input"] = stage.input_identity()
         return cls(stage.name, ConfigParts(produce, parts.decide))
 
     @property

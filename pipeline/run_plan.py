@@ -146,7 +146,9 @@ class RunPlanner:
             record = self.history.find(run_id)
             if record is None or record.fingerprints.get(name) == material.digest:
                 continue
-            found += changes(record.section(name), new, f"{name}.")
+            differ = changes(record.section(name), new, f"{name}.")
+            # Same settings, other material (StageMaterial): a file it reads or the software.
+            found += differ or [f"{name}: an input or model file, or the version (same settings)"]
         return tuple(dict.fromkeys(found))
 
 

@@ -101,6 +101,15 @@ class DeclaredColumns:
 
 
 @runtime_checkable
+class InputReader(Protocol):
+    """A stage that reads files from outside the run (the candidates stage's LAION parquet):
+    ``input_identity`` (JSON-ready: paths with sizes and modification stamps) joins its
+    fingerprint, so replacing an input under the same name recomputes what was built on it."""
+
+    def input_identity(self) -> object: ...
+
+
+@runtime_checkable
 class Redecider(Protocol):
     """A stage whose thresholds can be re-applied to its stored scores without a model.
 

@@ -44,7 +44,7 @@ from stages.candidates_ingest import (
     shards_per_bucket,
 )
 from stages.include_list import check_include_path, compile_include
-from stages.laion_input import InputError, InputFile, list_inputs
+from stages.laion_input import InputError, InputFile, input_identity, list_inputs
 from stages.plan import ShardPlan, read_plan, write_plan
 from stages.shard.takedown_list import (
     TAKEDOWN_REASON,
@@ -180,6 +180,11 @@ class CandidatesStage(DeclaredColumns):
     def reset(self, ctx: RunContext) -> None:
         return None  # the first stage: nothing upstream can make it stale
 
+    def input_identity(self) -> object:
+        """The input files with their sizes and modification stamps (``InputReader``): a file
+        replaced under the same name makes every shard stale, as a changed path does."""
+        return input_identity(self.config.input) if self.config.input else []
+
     def shards(self, ctx: RunContext) -> list[int]:
         return read_plan(ctx.layout).shard_ids
 
@@ -227,7 +232,7 @@ class CandidatesStage(DeclaredColumns):
         cfg = self.config
         material = {
             "format": _INGEST_FORMAT,
-            "inputs": [(f.path, f.n_rows, list(f.row_groups)) for f in files],
+            "inputs": [(f.path, f.n_rows, list(f.row_groups), list(f.identity)) for f in files],
             "column_map": cfg.column_map,
             "keep_columns": cfg.keep_columns,
             "include": Path(include_dir).name if include_dir else None,

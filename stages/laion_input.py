@@ -12,6 +12,7 @@ from __future__ import annotations
 import glob
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import fsspec
 import pyarrow as pa
@@ -53,11 +54,17 @@ class InputFile:
     path: str
     n_rows: int
     row_groups: tuple[int, ...] = ()
+    identity: tuple[object, ...] = ()  # file_identity: size and modification stamp
 
 
 def list_inputs(patterns: Sequence[str]) -> list[InputFile]:
     """Expand paths/globs/URLs into sorted files with their row counts (from metadata only)."""
-    files: list[InputFile] = []
+    return sorted({_describe(url) for url in expand_inputs(patterns)}, key=lambda f: f.path)
+
+
+def expand_inputs(patterns: Sequence[str]) -> list[str]:
+    """The files that paths/globs/URLs name (local paths plain, others as fsspec URLs)."""
+    urls: list[str] = []
     for pattern in patterns:
         fs, path = fsspec.core.url_to_fs(pattern)
         if glob.has_magic(path):
@@ -67,10 +74,26 @@ def list_inputs(patterns: Sequence[str]) -> list[InputFile]:
         if not matches:
             raise InputError(f"candidates.input: no file matches {pattern!r}")
         local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-        for match in matches:
-            url = match if local else fs.unstrip_protocol(match)
-            files.append(_describe(url))
-    return sorted(set(files), key=lambda f: f.path)
+        urls += [match if local else fs.unstrip_protocol(match) for match in matches]
+    return urls
+
+
+def input_identity(patterns: Sequence[str]) -> list[tuple[str, tuple[object, ...]]]:
+    """Each input file with its identity (``file_identity``), in path order: what a rerun
+    compares to notice an input replaced under the same name. Stats only, never a footer."""
+    return sorted((url, file_identity(url)) for url in set(expand_inputs(patterns)))
+
+
+def file_identity(url: str) -> tuple[object, ...]:
+    """Size and modification stamp of one input file (mtime in ns for a local file; for an
+    object store, the first of its listing's mtime, LastModified or ETag that it gives)."""
+    fs, local = fsspec.core.url_to_fs(url)
+    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+        stat = Path(local).stat()
+        return (stat.st_size, stat.st_mtime_ns)
+    info = fs.info(local)
+    stamp = next((info[k] for k in ("mtime", "LastModified", "ETag") if info.get(k)), None)
+    return (info.get("size"), str(stamp) if stamp is not None else None)
 
 
 def _describe(path: str) -> InputFile:
@@ -80,7 +103,7 @@ def _describe(path: str) -> InputFile:
         with fs.open(local, "rb") as handle:
             meta = pq.ParquetFile(handle).metadata
             groups = tuple(meta.row_group(i).num_rows for i in range(meta.num_row_groups))
-            return InputFile(path, int(meta.num_rows), groups)
+            return InputFile(path, int(meta.num_rows), groups, file_identity(path))
     except (OSError, pa.ArrowInvalid) as err:
         raise InputError(
             f"candidates.input: {path} is not a readable parquet file ({err})"

@@ -3,9 +3,11 @@ what depends on them; thresholds re-decide from stored scores; run.json keeps ev
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -178,3 +180,27 @@ def test_dry_run_cli_prints_the_plan_and_runs_nothing(
         "download: all shards to run (the candidates stage has not planned yet)",
     ]
     assert not run_dir.exists()
+
+
+def test_an_input_replaced_under_the_same_name_reruns_everything(
+    tmp_path: Path, demo_input: Path, reference_run: Path, dask_address: str
+) -> None:
+    run_dir = _copy(reference_run, tmp_path)
+    config = demo_config(run_dir, demo_input, f"cluster.address={dask_address}")
+    original, stat = demo_input.read_bytes(), demo_input.stat()
+    rows = pq.read_table(demo_input)
+    texts = rows["TEXT"].to_pylist()
+    changed = rows.set_column(
+        rows.column_names.index("TEXT"), "TEXT", pa.array(["another caption", *texts[1:]])
+    )
+    try:
+        pq.write_table(changed, demo_input)  # same name, same rows and row groups
+        assert plan_pipeline(config)[:2] == [
+            "candidates: 2 to run, 0 to re-decide, 0 up to date (2 what produced it changed); "
+            "changed: candidates: an input or model file, or the version (same settings)",
+            "download: 2 to run, 0 to re-decide, 0 up to date (2 upstream changed)",
+        ]
+    finally:  # the session's other tests read this input, as it was
+        demo_input.write_bytes(original)
+        os.utime(demo_input, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert plan_pipeline(config)[0] == "candidates: 0 to run, 0 to re-decide, 2 up to date"
