@@ -25,10 +25,10 @@ from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from manifests.run_record import producing_record
 from stages import STAGES
+from stages.names import FILTER, SHARD
 from stages.shard.plan import SOURCE_STAGES
 from stages.shard.records import score_columns
 
-SHARD_STAGE = "shard"
 _BINS = 30  # histogram bins: enough shape for a few thousand samples per score
 
 # candidates.prefilter's thresholds on LAION's own scores, (section, field) -> (score column,
@@ -101,7 +101,7 @@ class ReportData:
 
 def stages_of(layout: RunLayout) -> list[str]:
     """Stages with at least one done shard, in pipeline order (shard last)."""
-    order = dict.fromkeys([*STAGES, *SOURCE_STAGES, SHARD_STAGE])
+    order = dict.fromkeys([*STAGES, *SOURCE_STAGES, SHARD])
     return [s for s in order if layout.done_shards(s)]
 
 
@@ -118,9 +118,7 @@ def _walk(node: Any, path: str) -> Iterator[tuple[str, str, dict[str, Any]]]:
 
 def thresholds(config: dict[str, Any]) -> list[Threshold]:
     """Thresholds found in the config; filters outside the filter ``chain`` (if any) skipped."""
-    chain = (
-        config.get("filter", {}).get("chain") if isinstance(config.get("filter"), dict) else None
-    )
+    chain = config.get(FILTER, {}).get("chain") if isinstance(config.get(FILTER), dict) else None
     fields = threshold_fields()
     out = []
     for kind, path, node in _walk(config, ""):
@@ -190,8 +188,8 @@ def _hand_sizes(layout: RunLayout) -> tuple[int, int, np.ndarray] | None:
     """(images scored, images with a hand, every hand's size) from the filter manifests."""
     scored, with_hands, sizes = 0, 0, []
     found = False
-    for shard in layout.done_shards("filter"):
-        path = layout.manifest("filter", shard)
+    for shard in layout.done_shards(FILTER):
+        path = layout.manifest(FILTER, shard)
         if S.HAND_SIZES_PX not in pq.read_schema(path).names:
             continue
         found = True
@@ -229,7 +227,7 @@ def hands_summary(layout: RunLayout, marks: list[Threshold]) -> HandsSummary | N
 def collect(layout: RunLayout) -> ReportData:
     """All numbers of the report."""
     stages = stages_of(layout)
-    record = producing_record(layout, SHARD_STAGE)
+    record = producing_record(layout, SHARD)
     marks = thresholds(record.config if record is not None else {})
     scores = score_columns()
     values = _column_values(layout, stages, scores)

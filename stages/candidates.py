@@ -45,6 +45,7 @@ from stages.candidates_ingest import (
 )
 from stages.include_list import check_include_path, compile_include
 from stages.laion_input import InputError, InputFile, input_identity, list_inputs
+from stages.names import CANDIDATES
 from stages.plan import ShardPlan, read_plan, write_plan
 from stages.shard.takedown_list import (
     TAKEDOWN_REASON,
@@ -57,7 +58,7 @@ from stages.urls import derived_sample_id, host_safety
 if TYPE_CHECKING:
     from distributed import Client
 
-NAME = "candidates"
+NAME = CANDIDATES
 # The report counter of input rows an include list left out (an input selection: they have
 # no manifest rows, so they appear in no funnel count).
 EXCLUDED_BY_INCLUDE = "excluded_by_include"

@@ -41,9 +41,10 @@ from stages.dedup import NAME as DEDUP
 from stages.download import NAME as DOWNLOAD
 from stages.download_tar import image_bytes, open_download_tar
 from stages.filter import NAME as FILTER
+from stages.names import CAPTION
 from stages.shardwise import ShardwiseStage
 
-NAME = "caption"
+NAME = CAPTION
 # A kept sample left without a caption: the captioner (and fallback) refused, or failed.
 REFUSED_REASON = S.reason(NAME, "refused")
 FAILED_REASON = S.reason(NAME, "failed")

@@ -29,12 +29,13 @@ from stages.base import DeclaredColumns, RunContext
 from stages.dedup_groups import Groups, band_edges, exact_edges
 from stages.download import NAME as DOWNLOAD
 from stages.filter import NAME as FILTER
+from stages.names import DEDUP
 from stages.plan import read_plan
 
 if TYPE_CHECKING:
     from distributed import Client
 
-NAME = "dedup"
+NAME = DEDUP
 # What to change when near-dedup has no perceptual hash to compare (the image filter writes it).
 _NEEDS_PHASH = (
     "near-dedup compares perceptual hashes: add the `image` filter to filter.chain with "

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from filters.perceptual_hash import hamming_to_many, phash_to_uint64
 from manifests import schema as S
+from stages.names import DEDUP
 
 _EDGE_COLUMNS = ["a", "b"]
 
@@ -93,4 +94,4 @@ class Groups:
         if sid == keeper:
             return None
         same = self.nodes.at[sid, S.DL_SHA256] == self.nodes.at[keeper, S.DL_SHA256]
-        return S.reason("dedup", "exact" if same else "near")
+        return S.reason(DEDUP, "exact" if same else "near")

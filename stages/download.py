@@ -31,9 +31,10 @@ from stages.address_policy import DEFAULT_MAX_REDIRECTS, MAX_REDIRECTS_CAP, pars
 from stages.base import RunContext
 from stages.candidates import NAME as CANDIDATES
 from stages.download_errors import NOT_ATTEMPTED, classify
+from stages.names import DOWNLOAD
 from stages.shardwise import ShardwiseStage
 
-NAME = "download"
+NAME = DOWNLOAD
 
 # img2dataset's own output column names (its writer's schema), read only here.
 _I2D_URL, _I2D_CAPTION = "url", "caption"

@@ -12,8 +12,9 @@ import re
 from manifests import schema as S
 from stages.address_policy import REDIRECT_LIMIT, UNSAFE_ADDRESS, UNSAFE_REDIRECT
 from stages.host_politeness import HOST_SKIPPED, RATE_LIMITED
+from stages.names import DOWNLOAD
 
-NAME = "download"
+NAME = DOWNLOAD
 NOT_ATTEMPTED = "not_attempted"
 SUCCESS = "success"
 

@@ -41,6 +41,7 @@ from stages.base import RunContext
 from stages.download import DownloadConfig, fetch_again
 from stages.download_errors import NAME
 from stages.download_tar import replace_samples, sample_key
+from stages.names import CANDIDATES
 from stages.retry_reasons import ReasonSelector
 from stages.shard.plan import read_takedown_register
 
@@ -86,7 +87,7 @@ def select_failed(layout: RunLayout, shard: int, selector: ReasonSelector) -> pa
         )
     ]
     failed = failed.filter(pa.array(mask, pa.bool_()))
-    cand = read_manifest(layout, "candidates", shard, list(_FETCH_COLUMNS))
+    cand = read_manifest(layout, CANDIDATES, shard, list(_FETCH_COLUMNS))
     where = {sid: i for i, sid in enumerate(cand[S.SAMPLE_ID].to_pylist())}
     picked = cand.take(pa.array([where[s] for s in failed[S.SAMPLE_ID].to_pylist()], pa.int64()))
     for name in _FETCH_COLUMNS[1:]:
@@ -201,7 +202,7 @@ def _invalidate(layout: RunLayout, shard: int, downstream: Sequence[tuple[str, b
 def _recount(layout: RunLayout, shard: int, merged: pa.Table, seconds: float) -> None:
     """The shard's done marker with its report counted again from the merged manifest."""
     marker = read_marker(layout, NAME, shard)
-    upstream = read_manifest(layout, "candidates", shard, [S.KEEP])[S.KEEP]
+    upstream = read_manifest(layout, CANDIDATES, shard, [S.KEEP])[S.KEEP]
     verdicts = Verdicts(
         np.asarray(merged[S.KEEP].to_numpy(zero_copy_only=False), dtype=bool),
         merged[S.REJECT_REASON].to_pylist(),

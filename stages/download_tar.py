@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from manifests.layout import RunLayout
+from stages.names import DOWNLOAD
 
 # webdataset's rule (``base_plus_ext``): a member's sample key is its path up to the first dot
 # of its file name, so ``0001.jpg``, ``0001.txt`` and ``0001.json`` are one sample.
@@ -40,7 +41,7 @@ def open_download_tar(
 ) -> Iterator[tuple[tarfile.TarFile | None, dict[str, tarfile.TarInfo]]]:
     """The shard's download tar (None when it has none) and its file members by name; only
     the headers are read here."""
-    path = layout.shard_file("download", shard, ".tar")
+    path = layout.shard_file(DOWNLOAD, shard, ".tar")
     if not path.is_file():
         yield None, {}
         return

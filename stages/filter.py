@@ -46,11 +46,12 @@ from stages.candidates import NAME as CANDIDATES
 from stages.download import NAME as DOWNLOAD
 from stages.download_tar import image_bytes, open_download_tar
 from stages.filter_decide import needs_rescoring, reaches_unscored, stored_masks
+from stages.names import FILTER
 from stages.shardwise import ShardwiseStage
 
 log = logging.getLogger(__name__)
 
-NAME = "filter"
+NAME = FILTER
 DEFAULT_CHAIN = [k for k in RECOMMENDED_ORDER if k != "clip"]  # clip needs a local checkpoint
 
 

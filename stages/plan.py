@@ -9,8 +9,9 @@ from pathlib import Path
 from manifests.io import write_text_atomic
 from manifests.layout import RunLayout
 from stages.base import ShardPlanMissing
+from stages.names import CANDIDATES
 
-PLANNING_STAGE = "candidates"
+PLANNING_STAGE = CANDIDATES
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from manifests.layout import RunLayout
 from manifests.report import ShardReport, merge_reports
 from manifests.run_record import RunRecord, producing_record
 from stages.candidates import EXCLUDED_BY_INCLUDE
+from stages.names import CAPTION, DEDUP, FILTER
 from stages.shard.plan import (
     NAME,
     SOURCE_STAGES,
@@ -40,7 +41,7 @@ def funnel(layout: RunLayout) -> list[ShardReport]:
     reports = [merge_reports(s, read_stage_reports(layout, s)) for s in names]
     reports = [r for r in reports if r.shards]
     assignment, removed = read_assignment(layout), read_takedown_register(layout)
-    own = [shard_manifest(layout, s, assignment, removed)[1] for s in layout.done_shards("caption")]
+    own = [shard_manifest(layout, s, assignment, removed)[1] for s in layout.done_shards(CAPTION)]
     return [*reports, merge_reports(NAME, own)]
 
 
@@ -158,11 +159,11 @@ def render_card(layout: RunLayout, shards: list[OutShard], dataset_name: str) ->
         "",
         *_counter_md("caption model (prompt version)", counts["caption"]),
         "",
-        *_yaml_block(config.get("caption", {})),
+        *_yaml_block(config.get(CAPTION, {})),
         "",
         "## Face detector and thresholds",
         "",
-        *_yaml_block({"filter": config.get("filter", {}), "dedup": config.get("dedup", {})}),
+        *_yaml_block({FILTER: config.get(FILTER, {}), DEDUP: config.get(DEDUP, {})}),
         "",
         "## Licences seen",
         "",

@@ -28,6 +28,7 @@ from stages.dedup import NAME as DEDUP
 from stages.download import NAME as DOWNLOAD
 from stages.download_tar import find_member, open_download_tar, read_member
 from stages.filter import NAME as FILTER
+from stages.names import SHARD
 from stages.shard.records import (
     ImageSettings,
     dumps_metadata,
@@ -44,7 +45,7 @@ from stages.shard.writer import part_columns, part_path
 
 log = logging.getLogger(__name__)
 
-NAME = "shard"
+NAME = SHARD
 # The manifests joined for a published sample, in pipeline order (the shard stage's reads);
 # the last, the caption stage's, carries the final verdict.
 SOURCE_STAGES: tuple[str, ...] = (CANDIDATES, DOWNLOAD, FILTER, DEDUP, CAPTION)

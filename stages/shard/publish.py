@@ -16,6 +16,7 @@ from pathlib import Path
 
 from manifests.io import discard_temps, write_text_atomic
 from manifests.layout import RunLayout
+from stages.names import SHARD
 from stages.shard.card import render_card
 from stages.shard.subsets import write_subsets
 from stages.shard.writer import OutShard, index_name, publish_dir
@@ -32,7 +33,7 @@ _TAR_NAME = re.compile(r"^[0-9]{5,}\.tar$")
 
 
 def published_path(layout: RunLayout) -> Path:
-    return layout.stage_global("shard") / "published.json"
+    return layout.stage_global(SHARD) / "published.json"
 
 
 def read_published(layout: RunLayout) -> list[OutShard] | None:

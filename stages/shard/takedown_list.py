@@ -16,6 +16,7 @@ from typing import Final
 from manifests import schema as S
 from manifests.io import write_text_atomic
 from manifests.layout import RunLayout
+from stages.names import SHARD
 from stages.urls import UrlProblem, normalize_url, url_hash
 
 # The reason of every sample on the register, in every stage it reached: the first reason.
@@ -72,7 +73,7 @@ def is_listed(entries: frozenset[str], sample_id: str, url: str, original: str |
 
 def _legacy_register(layout: RunLayout) -> Path:
     # Where runs made before the register moved to RUN/takedowns/ kept it.
-    return layout.stage_global("shard") / "takedown.json"
+    return layout.stage_global(SHARD) / "takedown.json"
 
 
 def read_takedown_register(layout: RunLayout) -> frozenset[str]:

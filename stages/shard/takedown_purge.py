@@ -27,6 +27,7 @@ from manifests import schema as S
 from manifests.io import write_table_atomic
 from manifests.layout import RunLayout
 from stages.download_tar import remove_samples
+from stages.names import DOWNLOAD
 from stages.shard.writer import part_path, publish_dir
 
 Places = dict[str, set[str]]  # sample_id -> the places (paths under RUN) it was removed from
@@ -44,7 +45,7 @@ def add_places(into: Places, more: Mapping[str, set[str]]) -> None:
 
 def _download_keys(layout: RunLayout, shard: int, sample_ids: frozenset[str]) -> dict[str, str]:
     """The dl_key of each of ``sample_ids`` that the shard's download manifest has one for."""
-    path = layout.manifest("download", shard)
+    path = layout.manifest(DOWNLOAD, shard)
     if not path.is_file():
         return {}
     table = pq.read_table(path, columns=[S.SAMPLE_ID, S.DL_KEY])
@@ -58,7 +59,7 @@ def purge_download_shard(layout: RunLayout, shard: int, sample_ids: frozenset[st
     Must run before the retraction clears their ``dl_key``s, which are what locates them.
     """
     keys = _download_keys(layout, shard, sample_ids)
-    tar = layout.shard_file("download", shard, ".tar")
+    tar = layout.shard_file(DOWNLOAD, shard, ".tar")
     if not keys or not tar.is_file():
         return {}
     removed = remove_samples(tar, set(keys.values()))
@@ -84,7 +85,7 @@ def discard_scratch(layout: RunLayout, shards: Iterable[int]) -> list[str]:
     found: list[Path] = []
     for shard in sorted(set(shards)):
         found += sorted(layout.root.glob(f"*/_tmp/{shard:05d}"))
-    for folder in (layout.stage_dir("download"), publish_dir(layout)):
+    for folder in (layout.stage_dir(DOWNLOAD), publish_dir(layout)):
         # manifests.io and stages.shard.writer name temp files ".<name>.<hex>.tmp".
         found += sorted(folder.glob(".*.tar.*.tmp"))
     for path in found:

@@ -27,6 +27,7 @@ from manifests.io import read_manifest, read_marker, write_done, write_table_ato
 from manifests.layout import RunLayout
 from manifests.verdicts import Verdicts, count
 from stages.download_errors import SUCCESS
+from stages.names import CANDIDATES, CAPTION, DOWNLOAD, FILTER
 from stages.shard.plan import SOURCE_STAGES
 from stages.shard.takedown_list import TAKEDOWN_REASON
 from stages.shard.takedown_purge import place
@@ -36,7 +37,7 @@ TAKEN_DOWN: Final = "taken_down"
 # Stages whose columns are measured on the images of the rows they receive; a row they did not
 # receive has none of them (stages.filter scores only rows kept upstream, stages.caption
 # captions only those).
-_MEASURED_STAGES: Final = frozenset({"filter", "caption"})
+_MEASURED_STAGES: Final = frozenset({FILTER, CAPTION})
 
 
 def retract_shard(layout: RunLayout, shard: int, sample_ids: frozenset[str]) -> dict[str, set[str]]:
@@ -45,7 +46,7 @@ def retract_shard(layout: RunLayout, shard: int, sample_ids: frozenset[str]) -> 
     Returns, per retracted sample_id, the manifests (paths under RUN) from which measured
     content of it (scores, boxes, landmarks, captions) was cleared.
     """
-    cand = read_manifest(layout, "candidates", shard, [S.SAMPLE_ID, S.KEEP])
+    cand = read_manifest(layout, CANDIDATES, shard, [S.SAMPLE_ID, S.KEEP])
     kept = pc.fill_null(cand[S.KEEP], False).to_pylist()
     hit = frozenset(s for s, k in zip(cand[S.SAMPLE_ID].to_pylist(), kept, strict=True) if k)
     hit &= sample_ids
@@ -85,9 +86,9 @@ def _retract_table(stage: str, table: pa.Table, hit: frozenset[str]) -> tuple[pa
             new = pc.if_else(mask, False, column)
         elif name == S.REJECT_REASON:
             new = pc.if_else(mask, TAKEDOWN_REASON, column)
-        elif stage == "download" and name == S.DL_KEY:
+        elif stage == DOWNLOAD and name == S.DL_KEY:
             new = pc.if_else(mask, pa.scalar(None, column.type), column)
-        elif stage == "download" and name == S.DL_STATUS:
+        elif stage == DOWNLOAD and name == S.DL_STATUS:
             succeeded = pc.and_(mask, pc.equal(column, SUCCESS))
             new = pc.if_else(succeeded, TAKEN_DOWN, column)
         elif stage in _MEASURED_STAGES and name != S.SAMPLE_ID:

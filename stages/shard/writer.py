@@ -18,6 +18,7 @@ from manifests import schema as S
 from manifests.io import atomic_path, write_table_atomic
 from manifests.layout import RunLayout
 from stages.download_tar import find_member, open_download_tar, read_member
+from stages.names import SHARD
 from stages.shard.records import (
     ImageSettings,
     image_payload,
@@ -88,7 +89,7 @@ def publish_dir(layout: RunLayout) -> Path:
 
 
 def part_path(layout: RunLayout, shard: int) -> Path:
-    return layout.stage_global("shard") / "parts" / f"{shard:05d}.parquet"
+    return layout.stage_global(SHARD) / "parts" / f"{shard:05d}.parquet"
 
 
 def _sample_members(row: dict, image: bytes, settings: ImageSettings) -> dict[str, bytes]:
