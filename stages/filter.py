@@ -151,17 +151,24 @@ class ChainTimer:
 
 
 @dataclass(frozen=True)
-class StoredDecision:
-    """A chain's verdicts over a shard's stored scores (``FilterStage.stored_decision``)."""
+class ChainDecision:
+    """The chain's verdicts over one shard's scores (decided once, then written or reported)."""
 
     upstream: Upstream  # the rows and the verdict they entered the stage with
-    manifest: pa.Table  # the stage's manifest as stored
-    scores: dict[str, pa.Array]  # the chain's score columns (and not_scored) from it
+    scores: dict[str, pa.Array]  # the chain's score columns (and not_scored), as stored
     verdict: ChainVerdicts
 
     def after(self) -> Verdicts:
         """The stage's verdict: rows that never entered keep their upstream reason."""
         return self.upstream.combine(self.verdict.reject_reason.tolist())
+
+
+@dataclass(frozen=True)
+class StoredDecision(ChainDecision):
+    """A ``ChainDecision`` over the scores of the shard's manifest as stored
+    (``FilterStage.stored_decision``)."""
+
+    manifest: pa.Table
 
 
 class FilterStage(ShardwiseStage):
@@ -205,7 +212,7 @@ class FilterStage(ShardwiseStage):
         score_s = time.perf_counter() - t0
         n = int(upstream.keep.sum())
         return self._decide(
-            shard, ctx, upstream, self._stored(scored),
+            shard, ctx, self._decision(upstream, self._stored(scored)),
             seconds={"score": score_s, **timer.seconds},  # score: reading the images included
             counters={"images_per_s": n / score_s if score_s > 0 else 0.0, **timer.rows},
         )  # fmt: skip
@@ -219,7 +226,7 @@ class FilterStage(ShardwiseStage):
         ):
             log.info("filter shard %05d: new thresholds reach unscored rows: scoring", shard)
             return self.run_shard(shard, ctx)
-        return self._decide(shard, ctx, stored.upstream, stored.scores, {}, {"redecided": 1.0})
+        return self._decide(shard, ctx, stored, {}, {"redecided": 1.0})
 
     def stored_decision(self, layout: RunLayout, shard: int) -> StoredDecision:
         """This chain's verdicts over the scores stored in the shard's manifest, without any
@@ -230,8 +237,15 @@ class FilterStage(ShardwiseStage):
         wanted = [*(c for f in self.filters for c in f.writes), S.NOT_SCORED]
         present = [c for c in dict.fromkeys(wanted) if c in manifest.column_names]
         scores = {c: manifest[c].combine_chunks() for c in present}
-        verdict = decide_all(self.filters, {S.ALT_TEXT: upstream.rows[S.ALT_TEXT], **scores})
-        return StoredDecision(upstream, manifest, scores, verdict)
+        decision = self._decision(upstream, scores)
+        return StoredDecision(upstream, scores, decision.verdict, manifest)
+
+    def _decision(self, upstream: Upstream, scores: dict[str, pa.Array]) -> ChainDecision:
+        """The chain's verdicts from the scores as stored (so a re-decision equals a run)."""
+        rows = upstream.rows
+        return ChainDecision(
+            upstream, scores, decide_all(self.filters, {S.ALT_TEXT: rows[S.ALT_TEXT], **scores})
+        )
 
     def _must_rescore(self, stored: pa.Table, verdict: ChainVerdicts, upstream: np.ndarray) -> bool:
         """Whether new verdicts let an entering row reach a filter that never scored it."""
@@ -248,18 +262,15 @@ class FilterStage(ShardwiseStage):
         self,
         shard: int,
         ctx: RunContext,
-        upstream: Upstream,
-        scores: dict[str, pa.Array],
+        decision: ChainDecision,
         seconds: dict[str, float],
         counters: dict[str, float],
     ) -> ShardReport:
-        """Verdicts from the scores as stored (so a re-decision equals a run), then write."""
-        rows = upstream.rows
-        verdict = decide_all(self.filters, {S.ALT_TEXT: rows[S.ALT_TEXT], **scores})
-        # combine ignores the chain's reasons for rows that never entered.
-        after = upstream.combine(verdict.reject_reason.tolist())
+        """Write the manifest of ``decision`` and return the shard's report."""
+        upstream, scores, verdict = decision.upstream, decision.scores, decision.verdict
+        after = decision.after()
         decided = {**verdict.per_filter, **decide_tags(self.filters, scores)}
-        table = self._manifest(rows, scores, decided, upstream.keep, after.columns())
+        table = self._manifest(upstream.rows, scores, decided, upstream.keep, after.columns())
         write_table_atomic(table, ctx.layout.manifest(NAME, shard))
         return upstream.count(NAME, shard, after, seconds=seconds, counters=counters)
 
