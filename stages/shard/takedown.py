@@ -11,7 +11,8 @@ publishes them again. Then, in an order that a takedown run again after a crash 
 2. per input shard: the shard stage's part file, the download tar (``stages.shard.takedown_purge``),
    then the manifests and done-marker reports of candidates .. caption
    (``stages.shard.takedown_retract``: as if the run had been made with the register);
-3. the wids index, the checksums, the card, the shard stage's manifests and markers;
+3. the wids index, the subsets' indexes and sample lists (``stages.shard.subsets``), the
+   checksums, the card, the shard stage's manifests and markers;
 4. scratch space of the shards concerned, then caches the stage does not own that the caller
    names (``extra``: the command passes the audit report, which may show a thumbnail).
 
@@ -53,6 +54,7 @@ from stages.shard.plan import (
 )
 from stages.shard.publish import finalize, published_path
 from stages.shard.stage import ShardConfig
+from stages.shard.subsets import SUBSETS, read_subset_list, subset_list_name, subset_wids_name
 from stages.shard.takedown_list import is_listed
 from stages.shard.takedown_purge import (
     Places,
@@ -189,6 +191,20 @@ def _published_places(layout: RunLayout, removed: dict[str, str]) -> Places:
     }
 
 
+def _subset_places(layout: RunLayout, listed: frozenset[str]) -> Places:
+    """The subset files (sample list and wids index) that list a listed sample, read before
+    step 3 rewrites them without it."""
+    out = publish_dir(layout)
+    places: Places = {}
+    for subset in SUBSETS:
+        found = read_subset_list(out, subset)
+        files = {place(layout, out / subset_list_name(subset)),
+                 place(layout, out / subset_wids_name(subset))}  # fmt: skip
+        for sid in listed.intersection(found["sample_ids"] if found else ()):
+            places.setdefault(sid, set()).update(files)
+    return places
+
+
 def _purge_shards(layout: RunLayout, by_shard: dict[int, frozenset[str]]) -> Places:
     """Step 2 for every input shard holding a listed sample (module docstring)."""
     places: Places = {}
@@ -220,6 +236,7 @@ def take_down(
     write_takedown_register(layout, register)
     unpublished = _unpublish(layout, published, set(listed))
     places = _published_places(layout, unpublished.removed)
+    add_places(places, _subset_places(layout, listed))
     add_places(places, _purge_shards(layout, by_shard))
     # Before finalize, which also clears stale temp files from RUN/shards: each is listed.
     scratch = discard_scratch(layout, by_shard)

@@ -193,3 +193,35 @@ def test_refilter_redecides_the_tag_from_stored_scores(reference_run: Path, tmp_
         decisions = read_decisions(result.path).to_pylist()
         assert {d[S.SAMPLE_ID] for d in decisions if d[S.HANDS_SUBSET]} == tagged
         assert result.after == result.before  # a tag never changes what is kept
+
+
+def test_takedown_removes_a_sample_from_the_subset_files(hands_run: Path, tmp_path: Path) -> None:
+    """a0 (tagged) and a1 (published, untagged) are taken down: the subset's sample list and
+    wids index are rewritten without a0, and only a0's places name them."""
+    import shutil
+
+    import wids
+
+    from pipeline.takedown import apply_takedown
+
+    run = tmp_path / "run"
+    shutil.copytree(hands_run, run)
+    listing = tmp_path / "takedown.txt"
+    listing.write_text(f"{sid('a0')}\n{sid('a1')}\n")
+    result = apply_takedown(run, listing)
+    subset_files = {f"shards/{subset_list_name('hands')}", f"shards/{subset_wids_name('hands')}"}
+    assert result.removed == tuple(sorted([sid("a0"), sid("a1")]))
+    assert subset_files <= set(result.places[sid("a0")])
+    assert subset_files.isdisjoint(result.places[sid("a1")])
+    shards = run / "shards"
+    listed = json.loads((shards / subset_list_name("hands")).read_text())
+    assert (listed["count"], listed["sample_ids"]) == (1, [sid("b1")])
+    full = wids.ShardListDataset(str(shards / "wids-index.json"))
+    assert [full[i]["__key__"] for i in listed["positions"]] == [member_key(sid("b1"))]
+    subset = wids.ShardListDataset(str(shards / subset_wids_name("hands")))
+    assert [subset[i]["__key__"] for i in listed["subset_positions"]] == [member_key(sid("b1"))]
+    assert len(json.loads((shards / subset_wids_name("hands")).read_text())["shardlist"]) == 1
+    assert (
+        "- `hands`: 1 of 4 samples (25.0%), tagged `hands_subset`"
+        in (shards / "README.md").read_text()
+    )
