@@ -16,6 +16,7 @@
    Target (2 workers / 1 worker) / ceiling >= 0.9.
 4. refilter: rows/s re-decided from stored scores on a synthetic manifest (default 1M rows).
 
+``--face-detector mediapipe`` times the chain with the faster embedded detector (docs/filters.md).
 Downloads are ``--image-size`` px (1024, the presets'; the demo photos are upscaled to it).
 Absolute figures depend on the machine's load (printed); the ratios are measured in one run.
 
@@ -64,7 +65,7 @@ def _first_url(src: Path) -> str:
 
 
 def config(
-    run_dir: Path, src: Path, shards: int, n: int, address: str, image_size: int
+    run_dir: Path, src: Path, shards: int, n: int, address: str, image_size: int, detector: str
 ) -> RunConfigBase:
     return validate_config(
         {
@@ -78,19 +79,19 @@ def config(
                          "thread_count": 16,
                          "allow_addresses": [server_peer(_first_url(src))],
                          "politeness": {"max_per_host": 16}},
-            "filter": {"batch_size": 16},
+            "filter": {"batch_size": 16, "face_count": {"detector": {"type": detector}}},
         }
     )  # fmt: skip
 
 
 def prepare(
-    work: Path, base: str, n: int, shards: int, address: str, image_size: int
+    work: Path, base: str, n: int, shards: int, address: str, image_size: int, detector: str
 ) -> RunConfigBase:
     """Candidates and downloads of ``n`` distinct photo URLs (not timed)."""
     src = work / "urls.parquet"
     urls = [f"{base}/img/{PHOTOS[i % len(PHOTOS)]}.jpg?i={i}" for i in range(n)]
     pq.write_table(pa.table({"URL": urls, "TEXT": [f"photo {i}" for i in range(n)]}), src)
-    cfg = config(work / "run", src, shards, n, address, image_size)
+    cfg = config(work / "run", src, shards, n, address, image_size, detector)
     run_pipeline(cfg, ["candidates", "download"])
     return cfg
 
@@ -121,9 +122,11 @@ def _score_all(section: dict[str, Any], blobs: list[bytes]) -> float:
     """Seconds for this process to decode and score ``blobs`` in stage-sized batches with the
     stage's chain and settings (models loaded and warm before the clock starts)."""
     from stages.filter import filter_stage_config, limit_library_threads
+    from stages.worker_heap import keep_freed_heap
 
     limit_library_threads()
     config = filter_stage_config().model_validate(section)
+    keep_freed_heap(config.heap_keep_mib)
     filters = config.build_filters()
     for blob in blobs[:2]:  # every model of the chain loads on an image it scores
         score_batch(filters, Batch.from_bytes([blob], {S.ALT_TEXT: [""]}))
@@ -238,6 +241,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--ceiling-images", type=int, default=40)
     parser.add_argument("--refilter-rows", type=int, default=1_000_000)
+    parser.add_argument("--face-detector", default="dlib", help="face_count's detector type")
     args = parser.parse_args()
     from distributed import LocalCluster
 
@@ -251,7 +255,7 @@ def main() -> None:
             LocalCluster(n_workers=2, **kw) as two,
         ):
             cfg = prepare(work, base, args.images, args.shards, two.scheduler_address,
-                          args.image_size)  # fmt: skip
+                          args.image_size, args.face_detector)  # fmt: skip
             measure_stage(cfg, one.scheduler_address, two.scheduler_address, args.ceiling_images)
         rows, refilter_s = bench_refilter(work, args.refilter_rows)
     finally:

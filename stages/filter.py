@@ -48,6 +48,7 @@ from stages.download_tar import image_bytes, open_download_tar
 from stages.filter_decide import needs_rescoring, reaches_unscored, stored_masks
 from stages.names import FILTER
 from stages.shardwise import ShardwiseStage
+from stages.worker_heap import keep_freed_heap
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,14 @@ class FilterStageBase(BaseModel):
         16, ge=1, json_schema_extra=OPERATIONAL, description="images decoded and scored together"
     )
     max_pixels: int = Field(89_478_485, ge=1, description="decompression-bomb limit (PIL's)")
+    heap_keep_mib: int = Field(
+        128,
+        ge=0,
+        json_schema_extra=OPERATIONAL,
+        description="freed memory a worker's heap may keep for the next batch's image buffers "
+        "(glibc mallopt; stages.worker_heap), instead of page-faulting every buffer in again; "
+        "0: glibc's and Dask's own thresholds",
+    )
     gpu: bool = Field(
         False,
         json_schema_extra=OPERATIONAL,
@@ -203,6 +212,7 @@ class FilterStage(ShardwiseStage):
         layout = ctx.layout
         upstream = read_upstream(layout, self.reads, shard, _INPUT_COLUMNS)
         limit_library_threads()
+        keep_freed_heap(self.config.heap_keep_mib)
         timer = ChainTimer()
         t0 = time.perf_counter()
         with open_download_tar(layout, shard) as (tar, members):
