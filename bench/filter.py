@@ -121,12 +121,10 @@ def _blobs(cfg: RunConfigBase, limit: int | None = None) -> list[bytes]:
 def _score_all(section: dict[str, Any], blobs: list[bytes]) -> float:
     """Seconds for this process to decode and score ``blobs`` in stage-sized batches with the
     stage's chain and settings (models loaded and warm before the clock starts)."""
-    from stages.filter import filter_stage_config, limit_library_threads
-    from stages.worker_heap import keep_freed_heap
+    from stages.filter import filter_stage_config, prepare_process
 
-    limit_library_threads()
     config = filter_stage_config().model_validate(section)
-    keep_freed_heap(config.heap_keep_mib)
+    prepare_process(config)
     filters = config.build_filters()
     for blob in blobs[:2]:  # every model of the chain loads on an image it scores
         score_batch(filters, Batch.from_bytes([blob], {S.ALT_TEXT: [""]}))

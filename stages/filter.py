@@ -211,8 +211,7 @@ class FilterStage(ShardwiseStage):
     def run_shard(self, shard: int, ctx: RunContext) -> ShardReport:
         layout = ctx.layout
         upstream = read_upstream(layout, self.reads, shard, _INPUT_COLUMNS)
-        limit_library_threads()
-        keep_freed_heap(self.config.heap_keep_mib)
+        prepare_process(self.config)
         timer = ChainTimer()
         t0 = time.perf_counter()
         with open_download_tar(layout, shard) as (tar, members):
@@ -347,6 +346,13 @@ class FilterStage(ShardwiseStage):
         schema = S.schema_for(self.columns)
         arrays = [_as_array(columns[f.name], f.type) for f in schema]
         return pa.table(arrays, schema=schema)
+
+
+def prepare_process(config: FilterStageBase) -> None:
+    """The process settings the filter stage scores with (and ``bench/filter.py``'s loops, so
+    they measure the same backend): OpenCV's threads, and the heap keeping image buffers."""
+    limit_library_threads()
+    keep_freed_heap(config.heap_keep_mib)
 
 
 def limit_library_threads() -> None:

@@ -73,9 +73,14 @@ def expand_inputs(patterns: Sequence[str]) -> list[str]:
             matches = [path] if fs.exists(path) else []
         if not matches:
             raise InputError(f"candidates.input: no file matches {pattern!r}")
-        local = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
-        urls += [match if local else fs.unstrip_protocol(match) for match in matches]
+        urls += [match if _is_local(fs) else fs.unstrip_protocol(match) for match in matches]
     return urls
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local file system (its ``protocol`` is a name or a tuple)."""
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol
 
 
 def input_identity(patterns: Sequence[str]) -> list[tuple[str, tuple[object, ...]]]:
@@ -88,7 +93,7 @@ def file_identity(url: str) -> tuple[object, ...]:
     """Size and modification stamp of one input file (mtime in ns for a local file; for an
     object store, the first of its listing's mtime, LastModified or ETag that it gives)."""
     fs, local = fsspec.core.url_to_fs(url)
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+    if _is_local(fs):
         stat = Path(local).stat()
         return (stat.st_size, stat.st_mtime_ns)
     info = fs.info(local)
