@@ -2,18 +2,16 @@
 
 img2dataset installs a SIGINT handler, which only works in a main thread; inside a Dask worker
 ``img2dataset.download()`` raises ``ValueError: signal only works in main thread``. So each shard
-runs img2dataset's ``Downloader`` in a subprocess (``stages.img2dataset_shard``), whose output
-(tar + parquet of per-sample status) is then folded into our manifest keyed by sample_id. Its
-console output goes to the shard log.
+runs img2dataset's ``Downloader`` in a subprocess (``stages.img2dataset_shard``, one per worker
+thread, serving shard after shard), whose output (tar + parquet of per-sample status) is then
+folded into our manifest keyed by sample_id. Its console output goes to the shard log.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import subprocess
-import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -31,6 +29,7 @@ from stages.address_policy import DEFAULT_MAX_REDIRECTS, MAX_REDIRECTS_CAP, pars
 from stages.base import RunContext
 from stages.candidates import NAME as CANDIDATES
 from stages.download_errors import NOT_ATTEMPTED, classify
+from stages.img2dataset_shard import ShardProcess, ShardProcessDied
 from stages.names import DOWNLOAD
 from stages.shardwise import ShardwiseStage
 
@@ -272,24 +271,28 @@ class DownloadStage(ShardwiseStage):
         return pq.read_table(result)
 
 
+# A shard process serves this many shards, then a fresh one starts: whatever a long run's
+# img2dataset or decoders leak stays bounded, for ~8 s of imports per this many shards.
+JOBS_PER_PROCESS = 100
+_processes = threading.local()  # one shard process per worker thread: a shard at a time each
+
+
 def run_img2dataset(
     settings: dict[str, dict[str, Any]], url_list: Path, out: Path, log_path: Path
 ) -> None:
-    """img2dataset on one shard in a subprocess; its output goes to ``log_path``, never ours."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
-    cmd = [
-        sys.executable,
-        "-m",
-        "stages.img2dataset_shard",
-        json.dumps(settings),
-        str(url_list),
-        str(out),
-    ]
-    with log_path.open("ab") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"img2dataset exited with {proc.returncode}; see {log_path}")
+    """img2dataset on one shard in this thread's shard process (``stages.img2dataset_shard``);
+    its output goes to ``log_path``, never ours."""
+    proc: ShardProcess | None = getattr(_processes, "proc", None)
+    if proc is not None and (proc.jobs >= JOBS_PER_PROCESS or not proc.matches()):
+        proc.close()
+        proc = None
+    if proc is None:
+        proc = _processes.proc = ShardProcess()
+    try:
+        proc.run(settings, url_list, out, log_path)
+    except ShardProcessDied:
+        _processes.proc = None
+        raise
 
 
 def _manifest_columns(cand: pa.Table, results: pa.Table | None) -> pa.Table:

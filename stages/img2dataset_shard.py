@@ -1,6 +1,11 @@
-"""One shard of downloads with img2dataset's own ``Downloader``, as a subprocess entry point.
+"""Shards of downloads with img2dataset's own ``Downloader``, in a long-lived subprocess.
 
-``python -m stages.img2dataset_shard SETTINGS_JSON URLS_PARQUET OUT_DIR``
+``python -m stages.img2dataset_shard --serve REPLY_FD`` reads one job per line on stdin (JSON:
+``settings``, ``urls``, ``out``, ``log``), runs it with its output going to the job's log, and
+answers one JSON line on ``REPLY_FD``; it exits at the end of stdin, so when the process that
+started it ends. ``ShardProcess`` is that starter's side. Long-lived because importing
+img2dataset costs ~8 s of CPU (it imports webdataset, which imports torch, and wandb): once per
+shard that was most of a 250-row shard's download time (``bench/scale.py``).
 
 ``img2dataset.download()`` wraps its ``Downloader`` in a SIGINT handler, a logger process and
 a process pool; the handler cannot be installed from a Dask worker thread, and the two extra
@@ -16,12 +21,15 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
-from collections.abc import Iterable
+import traceback
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from email.message import Message
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -94,14 +102,114 @@ def img2dataset_opt_out(token: str | None, directives: Iterable[str] | None) -> 
     )
 
 
-def main(argv: list[str]) -> int:
-    """The subprocess's entry: its stdout is the shard log, so the summary goes there."""
-    settings_json, urls, out_dir = argv
-    download_shard(json.loads(settings_json), Path(urls), Path(out_dir))
-    stats = json.loads((Path(out_dir) / "00000_stats.json").read_text())
-    keys = ("count", "successes", "failed_to_download", "failed_to_resize")
-    print("img2dataset: " + ", ".join(f"{k}={stats.get(k)}" for k in keys), flush=True)
+def run_job(job: dict[str, Any]) -> dict[str, Any]:
+    """One shard, its output (img2dataset's, ours, a traceback) appended to ``job["log"]``;
+    the reply: ``{"ok": true}``, or ``ok`` false and the error in one line."""
+    out_dir = Path(job["out"])
+    with output_to(Path(job["log"])):
+        try:
+            download_shard(job["settings"], Path(job["urls"]), out_dir)
+            stats = json.loads((out_dir / "00000_stats.json").read_text())
+        except Exception as error:  # the shard fails, the process serves the next one
+            traceback.print_exc()
+            return {"ok": False, "error": f"{type(error).__name__}: {error}"}
+        keys = ("count", "successes", "failed_to_download", "failed_to_resize")
+        print("img2dataset: " + ", ".join(f"{k}={stats.get(k)}" for k in keys))
+    return {"ok": True}
+
+
+@contextmanager
+def output_to(log: Path) -> Iterator[None]:
+    """File descriptors 1 and 2 (Python's streams and C libraries' alike) write to ``log``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as sink:
+        os.dup2(sink.fileno(), 1)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            for fd, old in zip((1, 2), saved, strict=True):
+                os.dup2(old, fd)
+                os.close(old)
+
+
+def serve(jobs: IO[str], replies: IO[str]) -> int:
+    """Run each job line of ``jobs`` and answer it on ``replies``, until ``jobs`` ends."""
+    for line in jobs:
+        replies.write(json.dumps(run_job(json.loads(line))) + "\n")
+        replies.flush()
     return 0
+
+
+class ShardProcessDied(RuntimeError):
+    """The shard process ended without answering (killed, out of memory, crashed)."""
+
+
+class ShardProcess:
+    """The starter's side of one ``--serve`` process: a job at a time, from one thread.
+
+    Started with a copy of the starter's environment; ``matches`` says whether it still is the
+    process a fresh start would give, so a changed environment gets a new one."""
+
+    def __init__(self) -> None:
+        self.env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+        read_fd, write_fd = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", __name__, "--serve", str(write_fd)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,  # between jobs; a job's output goes to its log
+            stderr=subprocess.DEVNULL,
+            env=self.env,
+            pass_fds=(write_fd,),
+            text=True,
+        )
+        os.close(write_fd)
+        self.replies = os.fdopen(read_fd, "r")
+        self.jobs = 0
+
+    def matches(self) -> bool:
+        wanted = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+        return self.proc.poll() is None and self.env == wanted
+
+    def run(self, settings: dict[str, Any], urls: Path, out: Path, log: Path) -> None:
+        """Download one shard; RuntimeError if it failed, ShardProcessDied if the process
+        ended (then it is closed)."""
+        job = {"settings": settings, "urls": str(urls), "out": str(out), "log": str(log)}
+        assert self.proc.stdin is not None
+        try:
+            self.proc.stdin.write(json.dumps(job) + "\n")
+            self.proc.stdin.flush()
+            line = self.replies.readline()
+        except BrokenPipeError:
+            line = ""
+        self.jobs += 1
+        if not line:
+            self.close()
+            raise ShardProcessDied(f"img2dataset exited with {self.proc.returncode}; see {log}")
+        reply = json.loads(line)
+        if not reply["ok"]:
+            raise RuntimeError(f"img2dataset failed: {reply['error']}; see {log}")
+
+    def close(self) -> None:
+        """End of jobs: the process exits; wait for it."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with suppress(BrokenPipeError):
+                self.proc.stdin.close()
+        self.proc.wait()
+        self.replies.close()
+
+
+def main(argv: list[str]) -> int:
+    """The subprocess's entry: ``--serve REPLY_FD``."""
+    if len(argv) != 2 or argv[0] != "--serve":
+        raise SystemExit("usage: python -m stages.img2dataset_shard --serve REPLY_FD")
+    with os.fdopen(int(argv[1]), "w") as replies:
+        return serve(sys.stdin, replies)
 
 
 if __name__ == "__main__":

@@ -107,20 +107,17 @@ class DownloadKill:
 
 
 def kill_download_worker(layout: RunLayout, run: Future[RunResult]) -> DownloadKill:
-    """SIGKILL the first worker seen waiting for its img2dataset subprocess (its shard in
-    flight: the worker writes the shard's marker only after the subprocess exits)."""
-    tmp = layout.stage_dir("download") / "_tmp"
+    """SIGKILL the first worker seen waiting for its img2dataset process to download a shard
+    (its shard in flight: the worker writes the shard's marker only after the answer)."""
 
     def find() -> DownloadKill | None:
-        for proc in img2dataset_processes(layout.root):
+        for proc, shard in img2dataset_processes(layout.root):
             try:
-                # Its URL list and output folder are in the shard's scratch space.
-                scratch = next(Path(a) for a in proc.cmdline() if a.startswith(f"{tmp}/"))
                 worker = proc.parent()
             except psutil.Error:
                 continue
             if worker is not None:
-                return DownloadKill(int(scratch.relative_to(tmp).parts[0]), worker, proc)
+                return DownloadKill(shard, worker, proc)
         return None
 
     found = poll("img2dataset subprocess", find, alive=lambda: not run.done())
@@ -220,7 +217,7 @@ def test_driver_killed_mid_run_then_rerun(
     # Its worker processes exit with it (and stop writing markers); img2dataset subprocesses
     # they started run on, into their own attempt's scratch space, during the rerun.
     wait_gone(workers)
-    orphans = img2dataset_processes(run_dir)
+    orphans = [proc for proc, _ in img2dataset_processes(run_dir)]
     done = {stage: layout.done_shards(stage) for stage in STAGES}
     assert any(state[s]["in flight"] for s in SHARDWISE)
     assert done["download"] and not (run_dir / "shards").exists()
@@ -240,14 +237,17 @@ def test_driver_killed_mid_run_then_rerun(
     assert_same_corpus(reference_run, run_dir)
 
 
-def img2dataset_processes(run_dir: Path) -> list[psutil.Process]:
-    """The img2dataset subprocesses running a download shard of ``run_dir``."""
+def img2dataset_processes(run_dir: Path) -> list[tuple[psutil.Process, int]]:
+    """The img2dataset processes downloading a shard of ``run_dir``, with that shard: a
+    process writes its output to the shard's log only while it runs the shard."""
+    logs = RunLayout(run_dir).stage_dir("download") / "_logs"
     found = []
     for proc in psutil.process_iter():
         try:
-            cmd = proc.cmdline()
+            if I2D_MODULE not in proc.cmdline():
+                continue
+            paths = [Path(f.path) for f in proc.open_files()]
         except psutil.Error:
             continue
-        if I2D_MODULE in cmd and any(str(run_dir) in arg for arg in cmd):
-            found.append(proc)
+        found += [(proc, int(p.stem)) for p in paths if p.parent == logs][:1]
     return found
