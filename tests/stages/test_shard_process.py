@@ -72,6 +72,10 @@ def test_one_process_serves_shard_after_shard_each_into_its_own_log(
     pid = current().proc.pid
     assert run_shard(tmp_path / "b", photo_base, settings, second) == second
     assert (current().proc.pid, current().jobs) == (pid, 2)
+    # It never loaded torch (stages.img2dataset_shard.WithoutTorch): no libtorch is mapped.
+    mapped = [m.path for m in psutil.Process(pid).memory_maps()]
+    assert any("cv2" in path for path in mapped)
+    assert not any("libtorch" in path for path in mapped)
     logs = [(tmp_path / x / "shard.log").read_text() for x in "ab"]
     assert [line for line in logs[0].splitlines() if line.startswith("img2dataset:")] == [
         "img2dataset: count=2, successes=2, failed_to_download=0, failed_to_resize=0"
