@@ -27,9 +27,7 @@ from manifests.report import ShardReport
 from manifests.verdicts import read_upstream
 from stages.base import DeclaredColumns, RunContext
 from stages.dedup_groups import Groups, band_edges, exact_edges
-from stages.download import NAME as DOWNLOAD
-from stages.filter import NAME as FILTER
-from stages.names import DEDUP
+from stages.names import DEDUP, DOWNLOAD, FILTER
 from stages.plan import read_plan
 
 if TYPE_CHECKING:
@@ -168,7 +166,9 @@ def _kept_rows(ctx: RunContext, reads: tuple[str, ...], shard: int) -> pd.DataFr
     wanted = [S.SAMPLE_ID, S.DL_SHA256, S.PHASH, S.FACE_SIZE_PX]
     upstream = read_upstream(ctx.layout, reads, shard)
     present = [c for c in wanted if c in upstream.rows.column_names]
-    frame = upstream.rows.select(present).to_pandas()[upstream.keep]
+    # Filtered in Arrow: a boolean slice of the pandas frame is a view, and the columns
+    # written below would then warn (SettingWithCopyWarning) on every shard.
+    frame = upstream.rows.select(present).filter(pa.array(upstream.keep)).to_pandas()
     for column in (S.PHASH, S.FACE_SIZE_PX):
         if column not in frame:
             frame[column] = None

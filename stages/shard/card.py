@@ -29,7 +29,7 @@ from stages.shard.plan import (
     read_takedown_register,
     shard_manifest,
 )
-from stages.shard.subsets import SUBSETS, read_subset_list, subset_list_name, subset_wids_name
+from stages.shard.subsets import read_subset_list, subset_list_name, subset_wids_name, subsets
 from stages.shard.writer import OutShard, index_name, publish_dir
 
 
@@ -126,7 +126,7 @@ def _subsets_md(layout: RunLayout, shards: list[OutShard]) -> list[str]:
     """One line per subset the corpus tags (``stages.shard.subsets``), with its files."""
     total = sum(s.nsamples for s in shards)
     lines = []
-    for subset, tag in SUBSETS.items():
+    for subset, tag in subsets().items():
         found = read_subset_list(publish_dir(layout), subset)
         if found is None:
             continue

@@ -24,10 +24,16 @@ import pyarrow.parquet as pq
 
 from manifests import schema as S
 from manifests.io import write_text_atomic
+from stages.shard.records import tag_columns
 from stages.shard.writer import OutShard, index_name
 
-# Subset name -> the tag column (manifests.schema) that selects its samples.
-SUBSETS: dict[str, str] = {"hands": S.HANDS_SUBSET}
+TAG_SUFFIX = "_subset"  # a subset's tag column is ``<subset>_subset`` (manifests.schema)
+
+
+def subsets() -> dict[str, str]:
+    """Subset name -> the tag column that selects its samples: one per tag the registered
+    filters declare (``subset_tags``), so a filter that tags a new subset gets its files."""
+    return {tag.removesuffix(TAG_SUFFIX): tag for tag in tag_columns()}
 
 
 def subset_wids_name(subset: str) -> str:
@@ -77,7 +83,7 @@ def _tagged_rows(out_dir: Path, shard: OutShard, tag: str) -> list[int] | None:
 def subset_list(out_dir: Path, shards: list[OutShard], subset: str) -> SubsetList | None:
     """The subset's samples over ``shards`` (in wids order); None when no index has its tag
     (the run's filter chain did not decide it)."""
-    tag = SUBSETS[subset]
+    tag = subsets()[subset]
     found = SubsetList(subset, tag)
     offset, subset_offset, any_tag = 0, 0, False
     for shard in shards:
@@ -102,7 +108,7 @@ def write_subsets(
     entries are reused); returns the samples per subset written."""
     counts: dict[str, int] = {}
     entries = {entry["url"]: entry for entry in wids["shardlist"]}
-    for subset in SUBSETS:
+    for subset in subsets():
         found = subset_list(out_dir, shards, subset)
         if found is None:
             (out_dir / subset_wids_name(subset)).unlink(missing_ok=True)

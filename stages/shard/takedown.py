@@ -54,7 +54,7 @@ from stages.shard.plan import (
 )
 from stages.shard.publish import finalize, published_path
 from stages.shard.stage import ShardConfig
-from stages.shard.subsets import SUBSETS, read_subset_list, subset_list_name, subset_wids_name
+from stages.shard.subsets import read_subset_list, subset_list_name, subset_wids_name, subsets
 from stages.shard.takedown_list import is_listed
 from stages.shard.takedown_purge import (
     Places,
@@ -196,7 +196,7 @@ def _subset_places(layout: RunLayout, listed: frozenset[str]) -> Places:
     step 3 rewrites them without it."""
     out = publish_dir(layout)
     places: Places = {}
-    for subset in SUBSETS:
+    for subset in subsets():
         found = read_subset_list(out, subset)
         files = {place(layout, out / subset_list_name(subset)),
                  place(layout, out / subset_wids_name(subset))}  # fmt: skip
