@@ -13,9 +13,9 @@ a process pool; the handler cannot be installed from a Dask worker thread, and t
 processes each re-import img2dataset (seconds per shard). Here the same ``Downloader`` (fetch,
 X-Robots-Tag check, resize, sha256, webdataset writer) runs in this one process, on the
 ``Reader``'s input format: an Arrow IPC file with the shard's rows. Outputs are img2dataset's:
-``OUT_DIR/00000.tar``, ``00000.parquet`` (per-sample status) and ``00000_stats.json``.
-Its urllib obeys the connect-time address policy of ``SETTINGS_JSON["address_policy"]`` and
-the per-host limits of ``SETTINGS_JSON["politeness"]`` (``stages.host_politeness``).
+``out/00000.tar``, ``00000.parquet`` (per-sample status) and ``00000_stats.json``. During a
+job its urllib obeys the connect-time address policy of ``settings["address_policy"]`` and the
+per-host limits of ``settings["politeness"]`` (``stages.host_politeness``).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class ShardProcess:
     process a fresh start would give, so a changed environment gets a new one."""
 
     def __init__(self) -> None:
-        self.env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+        self.env = self.environment()
         read_fd, write_fd = os.pipe()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", __name__, "--serve", str(write_fd)],
@@ -175,9 +175,13 @@ class ShardProcess:
         self.replies = os.fdopen(read_fd, "r")
         self.jobs = 0
 
+    @staticmethod
+    def environment() -> dict[str, str]:
+        """The starter's environment, without albumentations' update check or wandb."""
+        return {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+
     def matches(self) -> bool:
-        wanted = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
-        return self.proc.poll() is None and self.env == wanted
+        return self.proc.poll() is None and self.env == self.environment()
 
     def run(self, settings: dict[str, Any], urls: Path, out: Path, log: Path) -> None:
         """Download one shard; RuntimeError if it failed, ShardProcessDied if the process
