@@ -66,6 +66,7 @@ class RssPeaks:
     """Peak resident memory seen while sampling, in bytes."""
 
     driver: int
+    driver_start: int  # the driver's RSS as the run starts: both runs share one driver process
     worker: int  # the largest single descendant process (a worker, or its download child)
     worker_kind: str  # which kind of process that was
     workers_total: int  # the largest sum over all descendants at one sampling instant
@@ -90,6 +91,7 @@ class RssSampler:
         self._exclude = exclude | {os.getpid()}  # the photo server is not the pipeline's
         self._stop = threading.Event()
         self._driver = self._worker = self._total = 0
+        self._driver_start = self._me.memory_info().rss
         self._worker_kind = "-"
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
 
@@ -123,7 +125,9 @@ class RssSampler:
             self._sample()
 
     def peaks(self) -> RssPeaks:
-        return RssPeaks(self._driver, self._worker, self._worker_kind, self._total)
+        return RssPeaks(
+            self._driver, self._driver_start, self._worker, self._worker_kind, self._total
+        )
 
 
 @dataclass(frozen=True)
@@ -313,8 +317,9 @@ def print_run(run: ScaleRun) -> None:
           f"{reports['filter'].n_out}, dedup dropped {dedup.n_dropped} ({share:.1%} of its "
           f"input: {reasons}), published {reports['shard'].n_out}")  # fmt: skip
     p = run.peaks
-    print(f"peak RSS: driver {_mib(p.driver)}, largest worker process {_mib(p.worker)} "
-          f"({p.worker_kind}), all worker processes {_mib(p.workers_total)}")  # fmt: skip
+    print(f"peak RSS: driver {_mib(p.driver)} (at start {_mib(p.driver_start)}), largest "
+          f"worker process {_mib(p.worker)} ({p.worker_kind}), all worker processes "
+          f"{_mib(p.workers_total)}")  # fmt: skip
 
 
 def _verdict(name: str, value: float, target: str, ok: bool) -> None:
