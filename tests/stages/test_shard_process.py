@@ -42,10 +42,10 @@ def fresh_process() -> Iterator[None]:
     download._processes.proc = None
 
 
-def write_urls(tmp: Path, base: str, names: list[str]) -> Path:
+def write_urls(tmp: Path, ids: list[str], urls: list[str]) -> Path:
+    """The shard's URL list (img2dataset_shard.COLUMN_LIST), one row per id."""
     path = tmp / "urls.parquet"
-    urls = [f"{base}/img/{name}.jpg" for name in names]
-    pq.write_table(pa.table({"sample_id": names, "caption": names, "url": urls}), path)
+    pq.write_table(pa.table({"sample_id": ids, "caption": ids, "url": urls}), path)
     return path
 
 
@@ -59,7 +59,8 @@ def run_shard(tmp: Path, base: str, settings: Settings, names: list[str]) -> lis
     """Download ``names`` into ``tmp``; the sample ids in the tar, sorted (img2dataset writes
     them as they arrive)."""
     tmp.mkdir(parents=True)
-    run_img2dataset(settings, write_urls(tmp, base, names), tmp / "out", tmp / "shard.log")
+    urls = write_urls(tmp, names, [f"{base}/img/{name}.jpg" for name in names])
+    run_img2dataset(settings, urls, tmp / "out", tmp / "shard.log")
     tar = wds.WebDataset(str(tmp / "out" / "00000.tar"), shardshuffle=False).decode()
     return sorted(sample["json"]["sample_id"] for sample in tar)
 
@@ -111,9 +112,8 @@ def test_a_killed_process_fails_its_shard_and_a_new_one_takes_the_next(
     # Killed during a shard: that shard fails, and says so; the next one gets a fresh process.
     dying = current()
     (tmp_path / "c").mkdir()
-    urls = tmp_path / "c" / "urls.parquet"
     slow = f"{photo_base}/slow/coffee.jpg"  # answers after 30 s: the shard is still running
-    pq.write_table(pa.table({"sample_id": ["s"], "caption": ["s"], "url": [slow]}), urls)
+    urls = write_urls(tmp_path / "c", ["s"], [slow])
     log = tmp_path / "c" / "shard.log"
     killer = threading.Thread(target=kill_once_it_writes, args=(dying.proc.pid, log))
     killer.start()
@@ -133,7 +133,7 @@ def kill_once_it_writes(pid: int, log: Path) -> None:
 
 
 def test_a_changed_environment_or_enough_shards_start_a_new_process(
-    tmp_path: Path, photo_base: str, settings: dict, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, photo_base: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_shard(tmp_path / "a", photo_base, settings, ["astronaut"])
     first = current()
