@@ -115,10 +115,14 @@ def test_a_killed_process_fails_its_shard_and_a_new_one_takes_the_next(
     slow = f"{photo_base}/slow/coffee.jpg"  # answers after 30 s: the shard is still running
     urls = write_urls(tmp_path / "c", ["s"], [slow])
     log = tmp_path / "c" / "shard.log"
-    killer = threading.Thread(target=kill_once_it_writes, args=(dying.proc.pid, log))
+    # A timeout beyond the slow answer: the shard runs 30 s, the window for the kill.
+    patient = {**settings, "downloader": {**settings["downloader"], "timeout": 60}}
+    killer = threading.Thread(
+        target=kill_once_it_writes, args=(dying.proc.pid, log), daemon=True
+    )  # daemon: a missed kill fails the test below instead of hanging the session
     killer.start()
     with pytest.raises(ShardProcessDied, match=f"img2dataset exited with -{signal.SIGKILL}"):
-        run_img2dataset(settings, urls, tmp_path / "c" / "out", log)
+        run_img2dataset(patient, urls, tmp_path / "c" / "out", log)
     killer.join()
     assert download._processes.proc is None
     assert run_shard(tmp_path / "d", photo_base, settings, ["astronaut"]) == ["astronaut"]
