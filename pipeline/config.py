@@ -195,6 +195,13 @@ class RunnerConfig(StrictModel):
         "fail", description="fail: stop the run; skip: list the shard and go on"
     )
     progress: bool = Field(True, description="driver-side progress bars")
+    shards_in_flight: int | None = Field(
+        None,
+        ge=1,
+        description="shards with tasks on the cluster at once (each shard's chain of stages "
+        "up to the next barrier): bounds what the driver and scheduler hold on a run of many "
+        "shards; null: 4 per worker thread the cluster has, at least 8",
+    )
 
 
 class RunConfigBase(StrictModel):

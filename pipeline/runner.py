@@ -2,17 +2,20 @@
 
 Shard 7 of ``download`` depends only on shard 7 of ``candidates``, so later stages start as
 soon as their shard's input exists. A barrier stage waits for every upstream shard, then its
-``prepare`` runs on the driver. Shards whose done markers carry the fingerprint the config
-implies are skipped, the others recomputed (``pipeline.run_plan``); failing shards are retried,
-then ``runner.on_shard_error`` decides: ``fail`` stops the run with a one-line error, ``skip``
-records the shard (and everything downstream of it) as skipped and goes on.
+``prepare`` runs on the driver. The stages between two barriers form a segment, submitted one
+shard's chain at a time with at most ``runner.shards_in_flight`` chains on the cluster: the
+driver (which, on a LocalCluster, also hosts the scheduler) holds that many shards' tasks,
+not every task of a 40,000-shard run, and a shard's filter outranks later shards' downloads.
+Shards whose done markers carry the fingerprint the config implies are skipped, the others
+recomputed (``pipeline.run_plan``); failing shards are retried, then ``runner.on_shard_error``
+decides: ``fail`` stops the run with a one-line error, ``skip`` records the shard (and
+everything downstream of it) as skipped and goes on.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from distributed import Client, Future, as_completed
@@ -76,9 +79,9 @@ class _Tracker:
         self.board = board
         self.on_error = on_error
         self.retries = retries
-        self.futures: dict[str, dict[int, Future]] = {}
         self.skipped: dict[str, dict[int, str]] = {}
-        self._pending: dict[object, tuple[str, int]] = {}
+        # Only unfinished futures are held: a finished one is released, so Dask forgets it.
+        self._pending: dict[object, tuple[str, int, Future]] = {}
         self._completed = as_completed()
         self._upstream: dict[str, str | None] = {}
         self.actions: dict[str, StagePlan] = {}
@@ -87,10 +90,13 @@ class _Tracker:
         self._stages = stages
 
     def add(self, stage: str, shard: int, future: Future, upstream: str | None) -> None:
-        self.futures.setdefault(stage, {})[shard] = future
         self._upstream[stage] = upstream
-        self._pending[future.key] = (stage, shard)
+        self._pending[future.key] = (stage, shard, future)
         self._completed.add(future)
+
+    def in_flight(self) -> int:
+        """Shards with an unfinished task."""
+        return len({shard for _, shard, _ in self._pending.values()})
 
     def _failure(self, stage: str, shard: int, future: Future) -> str:
         """Why a shard failed: its own error, or its upstream shard's (Dask propagates it)."""
@@ -107,12 +113,14 @@ class _Tracker:
         self.skipped.setdefault(stage, {})[shard] = why
         self.board.skip(stage)
 
-    def wait(self, futures: Iterable[Future]) -> None:
-        """Process completions until every future in ``futures`` has finished."""
-        targets = {f.key for f in futures}
-        while targets & self._pending.keys():
-            future = next(self._completed)
-            self._finish(future)
+    def wait_below(self, shards: int) -> None:
+        """Process completions until fewer than ``shards`` shards have an unfinished task."""
+        while self._pending and self.in_flight() >= shards:
+            self._finish(next(self._completed))
+
+    def drain(self) -> None:
+        """Process completions until no task is unfinished."""
+        self.wait_below(1)
 
     def done(self, stage: str, report: ShardReport, resumed: bool = False) -> None:
         """Count a done shard; once every shard of the first stage is done, its rows are each
@@ -128,13 +136,13 @@ class _Tracker:
                 self.board.set_samples(name, self.rows[stage])
 
     def _finish(self, future: Future) -> None:
-        stage, shard = self._pending.pop(future.key)
+        stage, shard, _ = self._pending.pop(future.key)
         if future.status == "finished":
             self.done(stage, future.result())
             return
         message = self._failure(stage, shard, future)
         if self.on_error == "fail":
-            self.client.cancel(list(f for s in self.futures.values() for f in s.values()))
+            self.client.cancel([f for _, _, f in self._pending.values()])
             raise ShardFailed(message)
         log.warning("%s (skipped)", message)
         self.skip(stage, shard, message)
@@ -190,6 +198,30 @@ def run_pipeline(config: RunConfigBase, stages: list[str] | None = None) -> RunR
         finish_record(layout, record.run_id, outcome, now_iso())
 
 
+# Chains per worker thread when runner.shards_in_flight is unset: a thread finishing a task
+# finds the next shard's task queued, while each chain waits on its upstream task.
+IN_FLIGHT_PER_THREAD, MIN_IN_FLIGHT = 4, 8
+
+
+@dataclass(frozen=True)
+class _Step:
+    """One stage of a segment, planned: what each shard needs, on which workers it runs."""
+
+    stage: Stage
+    plan: StagePlan
+    resources: dict[str, float] | None
+
+
+def _segments(stages: list[Stage]) -> list[list[Stage]]:
+    """The stages cut before every barrier; within a segment, stages chain per shard."""
+    segments: list[list[Stage]] = []
+    for stage in stages:
+        if stage.barrier or not segments:
+            segments.append([])
+        segments[-1].append(stage)
+    return segments
+
+
 def _run(config: RunConfigBase, names: list[str], planner: RunPlanner, run_id: str) -> RunResult:
     with (
         open_client(config.cluster) as client,
@@ -201,23 +233,44 @@ def _run(config: RunConfigBase, names: list[str], planner: RunPlanner, run_id: s
         workers = describe_workers(client)
         for line in workers:
             log.info("worker %s", line)
-        for name in names:
-            stage = planner.stages[name]
-            plan = _stage_plan(stage, planner, tracker)
-            log.debug("plan: %s", plan.summary())
-            tracker.actions[name] = plan
-            resources = task_resources(config.cluster, name, stage.resources)
-            _schedule_stage(stage, plan, planner.ctx, tracker, run_id, resources)
-        tracker.wait(f for per_stage in tracker.futures.values() for f in per_stage.values())
+        for segment in _segments([planner.stages[name] for name in names]):
+            steps = [_plan_step(stage, planner, tracker, config) for stage in segment]
+            limit = config.runner.shards_in_flight
+            for shard in sorted({s for step in steps for s in step.plan.actions}):
+                tracker.wait_below(limit or _default_in_flight(client))
+                _submit_chain(steps, shard, planner.ctx, tracker, run_id)
+            tracker.drain()  # the next segment starts with a barrier
     return _write_run_report(RunLayout(config.run_dir), names, tracker, workers)
 
 
+def _default_in_flight(client: Client) -> int:
+    """Chains to keep on the cluster: per worker thread it has now (a SLURM cluster grows)."""
+    return max(MIN_IN_FLIGHT, IN_FLIGHT_PER_THREAD * sum(client.nthreads().values()))
+
+
+def _plan_step(
+    stage: Stage, planner: RunPlanner, tracker: _Tracker, config: RunConfigBase
+) -> _Step:
+    """Plan the stage, check some worker can run it, count its up-to-date shards as done."""
+    plan = _stage_plan(stage, planner, tracker)
+    log.debug("plan: %s", plan.summary())
+    tracker.actions[stage.name] = plan
+    resources = task_resources(config.cluster, stage.name, stage.resources)
+    _check_resources(tracker.client, stage.name, resources)
+    tracker.board.set_total(stage.name, len(plan.actions))
+    for shard in plan.shards(Action.UP_TO_DATE):
+        report = read_done(planner.ctx.layout, stage.name, shard)
+        if report is not None:
+            tracker.done(stage.name, report, resumed=True)
+    return _Step(stage, plan, resources)
+
+
 def _stage_plan(stage: Stage, planner: RunPlanner, tracker: _Tracker) -> StagePlan:
-    """The stage's plan; a barrier stage first waits for all of upstream, and a stale barrier
-    stage discards its markers and run-wide state before ``prepare`` recomputes it."""
+    """The stage's plan; a barrier stage (whose upstream segment has drained) settles its
+    upstream, and a stale one discards its markers and run-wide state before ``prepare``
+    recomputes it."""
     if not stage.barrier:
         return planner.plan(stage.name)
-    tracker.wait(tracker.futures.get(stage.upstream or "", {}).values())
     if stage.upstream is not None:
         planner.settle(stage.upstream)
     layout = planner.ctx.layout
@@ -234,35 +287,25 @@ def _stage_plan(stage: Stage, planner: RunPlanner, tracker: _Tracker) -> StagePl
     return plan if plan is not None else planner.plan(stage.name)
 
 
-def _schedule_stage(
-    stage: Stage,
-    plan: StagePlan,
-    ctx: RunContext,
-    tracker: _Tracker,
-    run_id: str,
-    resources: dict[str, float] | None,
+def _submit_chain(
+    steps: list[_Step], shard: int, ctx: RunContext, tracker: _Tracker, run_id: str
 ) -> None:
-    """Count the up-to-date shards; submit the others (on the workers ``resources`` names),
-    each after its upstream shard (a barrier stage already waited for all of upstream)."""
-    client = tracker.client
-    _check_resources(client, stage.name, resources)
-    layout = ctx.layout
-    upstream = tracker.futures.get(stage.upstream or "", {})
-    tracker.board.set_total(stage.name, len(plan.actions))
-    for shard in plan.shards(Action.UP_TO_DATE):
-        report = read_done(layout, stage.name, shard)
-        if report is not None:
-            tracker.done(stage.name, report, resumed=True)
-    for shard, action in sorted(plan.actions.items()):
-        if action is Action.UP_TO_DATE:
+    """Submit the shard's task of every step that must run it, each after its upstream
+    stage's task of the same shard when that is in this chain (a barrier waited already)."""
+    chain: dict[str, Future] = {}
+    for step in steps:
+        stage = step.stage
+        action = step.plan.actions.get(shard)
+        if action is None or action is Action.UP_TO_DATE:
             continue
-        dep = None if stage.barrier else upstream.get(shard)
-        why = _blocked(layout, stage, shard, dep, tracker)
+        dep = None if stage.barrier else chain.get(stage.upstream or "")
+        why = _blocked(ctx.layout, stage, shard, dep, tracker)
         if why:
             tracker.skip(stage.name, shard, why)
             continue
-        future = _submit(stage, shard, action, plan, ctx, tracker, run_id, resources, dep)
+        future = _submit(stage, shard, action, step.plan, ctx, tracker, run_id, step.resources, dep)
         tracker.add(stage.name, shard, future, stage.upstream)
+        chain[stage.name] = future
 
 
 def _submit(

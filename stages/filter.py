@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 NAME = FILTER
 DEFAULT_CHAIN = [k for k in RECOMMENDED_ORDER if k != "clip"]  # clip needs a local checkpoint
+CONFIG_CLASS = "FilterStageConfig"  # the class filter_stage_config() builds, by its name here
 
 
 class FilterStageBase(BaseModel):
@@ -129,7 +130,16 @@ class FilterStageBase(BaseModel):
 def filter_stage_config() -> type[FilterStageBase]:
     """Section ``filter``: FilterStageBase plus one section per registered filter."""
     fields: dict[str, Any] = {k: (m, Field(default_factory=m)) for k, m in FILTERS.items()}
-    return create_model("FilterStageConfig", __base__=FilterStageBase, **fields)
+    return create_model(CONFIG_CLASS, __base__=FilterStageBase, __module__=__name__, **fields)
+
+
+def __getattr__(name: str) -> type[FilterStageBase]:
+    """``stages.filter.FilterStageConfig`` is the class ``filter_stage_config`` builds, so
+    pickle finds it by name: every filter task the driver sends then refers to the class
+    instead of carrying its definition (54 KB a task, which Dask's message log keeps 1000 of)."""
+    if name == CONFIG_CLASS:
+        return filter_stage_config()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def chain_columns(filters: list[Filter]) -> tuple[str, ...]:

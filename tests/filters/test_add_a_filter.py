@@ -127,11 +127,15 @@ def registered() -> Iterator[None]:
 
 
 def _rebuild_config_models(patch: pytest.MonkeyPatch | None) -> None:
-    """The run config's models are built from the registries once per process (cached)."""
+    """The run config's models are built from the registries once per process (cached).
+    Undone (``patch`` None), the registry gets the rebuilt class too: the one pickle finds
+    as ``stages.filter.FilterStageConfig``."""
     filter_stage_config.cache_clear()
     run_config.run_config_model.cache_clear()
     if patch is not None:
         patch.setitem(stages.STAGES, "filter", filter_stage_config())
+    else:
+        stages.STAGES["filter"] = filter_stage_config()
 
 
 @pytest.fixture(scope="module")
