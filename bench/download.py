@@ -22,12 +22,11 @@ from pathlib import Path
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config import validate_config
 from pipeline.demo import server_peer
-from pipeline.demo_server import serve_photos
+from pipeline.demo_server import serve_photos, write_photo_urls
 from pipeline.runner import run_pipeline
 
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "rocket", "chelsea", "astronaut_crop"]
@@ -36,17 +35,9 @@ SETTINGS = {"image_size": 256, "resize_mode": "keep_ratio", "timeout_s": 10, "th
 POLITENESS = {"max_per_host": SETTINGS["thread_count"]}
 
 
-def make_input(base: str, n: int, path: Path) -> Path:
-    urls = [f"{base}/img/{PHOTOS[i % len(PHOTOS)]}.jpg?i={i}" for i in range(n)]
-    pq.write_table(pa.table({"URL": urls, "TEXT": [f"photo {i}" for i in range(n)]}), path)
-    return path
-
-
-def _first_url(src: Path) -> str:
-    return str(pq.read_table(src, columns=["URL"])["URL"][0])
-
-
-def time_stage(work: Path, src: Path, n: int, shards: int, address: str) -> tuple[float, int]:
+def time_stage(
+    work: Path, src: Path, n: int, shards: int, address: str, base: str
+) -> tuple[float, int]:
     section = {"input": [str(src)], "shard_size": -(-n // shards), "allow_private_hosts": True}
     config = validate_config(
         {
@@ -56,7 +47,7 @@ def time_stage(work: Path, src: Path, n: int, shards: int, address: str) -> tupl
             "candidates": section,
             "download": {
                 **SETTINGS,
-                "allow_addresses": [server_peer(_first_url(src))],
+                "allow_addresses": [server_peer(base)],
                 "politeness": POLITENESS,
             },
         }
@@ -103,10 +94,10 @@ def main() -> None:
             serve_photos() as base,
             LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
         ):
-            src = make_input(base, args.urls, work / "urls.parquet")
+            src = write_photo_urls(base, PHOTOS, args.urls, work / "urls.parquet")
             direct_s, direct_ok = time_direct(work, src, args.urls)
             stage_s, stage_ok = time_stage(
-                work, src, args.urls, args.shards, cluster.scheduler_address
+                work, src, args.urls, args.shards, cluster.scheduler_address, base
             )
     finally:
         shutil.rmtree(work, ignore_errors=True)

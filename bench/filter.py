@@ -41,7 +41,6 @@ os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from filters import Batch, score_batch
 from manifests import schema as S
@@ -51,7 +50,7 @@ from manifests.report import ShardReport
 from manifests.run_record import append_record
 from pipeline.config import RunConfigBase, validate_config
 from pipeline.demo import server_peer
-from pipeline.demo_server import serve_photos
+from pipeline.demo_server import serve_photos, write_photo_urls
 from pipeline.refilter import refilter
 from pipeline.run_info import new_record
 from pipeline.runner import run_pipeline
@@ -60,12 +59,15 @@ from stages.download_tar import image_bytes, open_download_tar
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "astronaut_crop", "grace_hopper_crop", "rocket"]
 
 
-def _first_url(src: Path) -> str:
-    return str(pq.read_table(src, columns=["URL"])["URL"][0])
-
-
 def config(
-    run_dir: Path, src: Path, shards: int, n: int, address: str, image_size: int, detector: str
+    run_dir: Path,
+    src: Path,
+    shards: int,
+    n: int,
+    address: str,
+    base: str,
+    image_size: int,
+    detector: str,
 ) -> RunConfigBase:
     return validate_config(
         {
@@ -77,7 +79,7 @@ def config(
             # One loopback host: the per-host cap would only slow the download that feeds it.
             "download": {"image_size": image_size, "resize_only_if_bigger": False,
                          "thread_count": 16,
-                         "allow_addresses": [server_peer(_first_url(src))],
+                         "allow_addresses": [server_peer(base)],
                          "politeness": {"max_per_host": 16}},
             "filter": {"batch_size": 16, "face_count": {"detector": {"type": detector}}},
         }
@@ -88,10 +90,8 @@ def prepare(
     work: Path, base: str, n: int, shards: int, address: str, image_size: int, detector: str
 ) -> RunConfigBase:
     """Candidates and downloads of ``n`` distinct photo URLs (not timed)."""
-    src = work / "urls.parquet"
-    urls = [f"{base}/img/{PHOTOS[i % len(PHOTOS)]}.jpg?i={i}" for i in range(n)]
-    pq.write_table(pa.table({"URL": urls, "TEXT": [f"photo {i}" for i in range(n)]}), src)
-    cfg = config(work / "run", src, shards, n, address, image_size, detector)
+    src = write_photo_urls(base, PHOTOS, n, work / "urls.parquet")
+    cfg = config(work / "run", src, shards, n, address, base, image_size, detector)
     run_pipeline(cfg, ["candidates", "download"])
     return cfg
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 import functools
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 from PIL import Image, ImageFilter
 
 from pipeline.loopback import QuietHandler, serve_loopback
@@ -120,3 +123,11 @@ def serve_photos(slow_s: float = _Handler.slow_s) -> Iterator[str]:
     handler = type("PhotoHandler", (_Handler,), {"slow_s": slow_s})
     with serve_loopback(handler, "demo-photos") as port:
         yield f"http://127.0.0.1:{port}"
+
+
+def write_photo_urls(base: str, names: Sequence[str], n: int, path: Path) -> Path:
+    """A candidates parquet (URL, TEXT) of ``n`` distinct URLs cycling through ``names``: each
+    has its own query string, so no cache or URL check sees two rows alike."""
+    urls = [f"{base}/img/{names[i % len(names)]}.jpg?i={i}" for i in range(n)]
+    pq.write_table(pa.table({"URL": urls, "TEXT": [f"photo {i}" for i in range(n)]}), path)
+    return path
