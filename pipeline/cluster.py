@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import dask
 from dask.utils import format_bytes, parse_bytes
 from distributed import Client, Nanny, Scheduler, SpecCluster
 
@@ -36,14 +37,29 @@ logging.getLogger("distributed.shuffle._scheduler_plugin").setLevel(logging.ERRO
 DEVICE_PRELOAD = "pipeline.worker_device"
 
 
+# Dask's one length for its developer logs: each comm's recent messages (the scheduler keeps one
+# per worker), the scheduler's transition log and its event topics (distributed-schema.yaml).
+MESSAGE_LOG_LENGTH = "distributed.admin.low-level-log-length"
+
+
 @contextmanager
 def open_client(config: ClusterConfig) -> Iterator[Client]:
-    """A connected client for the configured cluster; closed (and a cluster it started) after."""
-    if config.address:
-        with Client(config.address, timeout="30s") as client:
-            _log_dashboard(client)
+    """A connected client for the configured cluster; closed (and a cluster it started) after.
+
+    A cluster this starts (its scheduler runs in this process) keeps ``message_log_length``
+    messages per log; a scheduler joined by address keeps what its own config says."""
+    with dask.config.set({MESSAGE_LOG_LENGTH: config.message_log_length}):
+        if config.address:
+            with Client(config.address, timeout="30s") as client:
+                _log_dashboard(client)
+                yield client
+            return
+        with _started_client(config) as client:
             yield client
-        return
+
+
+@contextmanager
+def _started_client(config: ClusterConfig) -> Iterator[Client]:
     cluster = slurm_cluster(config) if config.slurm else local_cluster(config)
     with cluster, Client(cluster) as client:
         _log_dashboard(client)

@@ -169,6 +169,13 @@ class ClusterConfig(StrictModel):
     resources: dict[str, float] = Field(
         default_factory=dict, description="worker resources when there are no pools, e.g. {GPU: 1}"
     )
+    message_log_length: int = Field(
+        default=100,
+        ge=0,
+        description="recent messages and events Dask keeps per connection and per log, for "
+        "debugging (distributed.admin.low-level-log-length; Dask's default 1000): the scheduler "
+        "keeps one such log per worker, so at 1000 it holds tens of MiB more per few workers",
+    )
 
     @model_validator(mode="after")
     def _adapt_one_pool(self) -> ClusterConfig:
