@@ -88,9 +88,13 @@ class Batch:
         return self.columns[name]
 
     def select(self, rows: Sequence[int]) -> Batch:
-        """The sub-batch of ``rows`` (in that order)."""
+        """The sub-batch of ``rows`` (in that order), with the detection copies made so far:
+        the cascade hands later detectors the rows earlier filters kept, and each row is
+        shrunk once (~4 ms for 1024 to 640 px, area resampling, one core)."""
         columns = {name: [values[i] for i in rows] for name, values in self.columns.items()}
-        return Batch(tuple(self.decoded[i] for i in rows), columns, self.detect_max_side)
+        copies = {new: self._copies[old] for new, old in enumerate(rows) if old in self._copies}
+        decoded = tuple(self.decoded[i] for i in rows)
+        return Batch(decoded, columns, self.detect_max_side, copies)
 
     def with_columns(self, columns: Mapping[str, Sequence[Any]]) -> Batch:
         """This batch with ``columns`` added (or replaced)."""

@@ -6,10 +6,19 @@ import cv2
 import numpy as np
 import pytest
 
-from filters import Batch, FaceCountConfig, FaceSharpnessConfig, ImageFilterConfig, score_batch
-from filters.detection_copy import detection_copy
+import filters.batch
+from filters import (
+    Batch,
+    FaceCountConfig,
+    FaceSharpnessConfig,
+    HandsConfig,
+    ImageFilterConfig,
+    score_batch,
+)
+from filters.detection_copy import DetectionCopy, detection_copy
 from filters.detectors import DlibDetectorConfig, FakeDetectorConfig, FakeFaceConfig
 from filters.face_quality import face_sharpness
+from filters.hand_detectors.fake import FakeHandDetectorConfig
 from manifests import schema as S
 
 # A 1000 x 700 image shrinks to 640 x 448 at detect_max_side 640 (factor 1.5625 both ways);
@@ -43,6 +52,30 @@ def test_boxes_and_landmarks_found_on_the_copy_come_back_in_full_pixels() -> Non
     assert np.allclose(landmarks, full.landmarks, atol=1e-9, rtol=0)
     # At full resolution (no copy) the fake sees height 700, where it scripts no face.
     assert _face_columns(image, None)[S.FACE_COUNT] == [0]
+
+
+def test_the_cascade_shrinks_each_row_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """face_count scans every row's copy; the cascade hands the rows it kept to hands, which
+    scans the same copies (a sub-batch made by ``select``) instead of shrinking them again."""
+    made: list[int] = []
+
+    def counting(image: np.ndarray, max_side: int | None) -> DetectionCopy:
+        made.append(int(image[0, 0, 0]))
+        return detection_copy(image, max_side)
+
+    monkeypatch.setattr(filters.batch, "detection_copy", counting)
+    # Rows 0 and 2 are 1000 x 700 (the fake finds COPY_FACE on their 448 px copy); row 1 is
+    # 1000 x 600, whose 384 px copy holds no face, so face_count rejects it.
+    images = [np.full((h, 1000, 3), v, np.uint8) for v, h in ((10, 700), (20, 600), (30, 700))]
+    chain = [FaceCountConfig(detector=FAKE).build(),
+             HandsConfig(detector=FakeHandDetectorConfig()).build()]  # fmt: skip
+    columns = score_batch(chain, Batch.from_images(images, detect_max_side=640))
+    assert columns[S.FACE_COUNT] == [1, 0, 1]
+    assert columns[S.HAND_COUNT] == [1, None, 1]  # row 1 was rejected before hands
+    assert made == [10, 20, 30]
+    batch = Batch.from_images(images, detect_max_side=640)
+    first = batch.detection_copy(2)
+    assert batch.select([2, 0]).detection_copy(0) is first
 
 
 def test_face_crops_still_read_the_full_resolution_image(photos: dict[str, np.ndarray]) -> None:
