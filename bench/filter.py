@@ -16,7 +16,8 @@
    Target (2 workers / 1 worker) / ceiling >= 0.9.
 4. refilter: rows/s re-decided from stored scores on a synthetic manifest (default 1M rows).
 
-``--face-detector mediapipe`` times the chain with the faster embedded detector (docs/filters.md).
+``--face-detector mediapipe`` times the chain with the faster embedded detector (docs/filters.md);
+``--without body_pose face_mesh`` times the default chain less those filters.
 Downloads are ``--image-size`` px (1024, the presets'; the demo photos are upscaled to it).
 Absolute figures depend on the machine's load (printed); the ratios are measured in one run.
 
@@ -55,6 +56,7 @@ from pipeline.refilter import refilter
 from pipeline.run_info import new_record
 from pipeline.runner import run_pipeline
 from stages.download_tar import image_bytes, open_download_tar
+from stages.filter import DEFAULT_CHAIN
 
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "astronaut_crop", "grace_hopper_crop", "rocket"]
 
@@ -67,7 +69,7 @@ def config(
     address: str,
     base: str,
     image_size: int,
-    detector: str,
+    section: dict[str, Any],
 ) -> RunConfigBase:
     return validate_config(
         {
@@ -81,17 +83,23 @@ def config(
                          "thread_count": 16,
                          "allow_addresses": [server_peer(base)],
                          "politeness": {"max_per_host": 16}},
-            "filter": {"batch_size": 16, "face_count": {"detector": {"type": detector}}},
+            "filter": {"batch_size": 16, **section},
         }
     )  # fmt: skip
 
 
 def prepare(
-    work: Path, base: str, n: int, shards: int, address: str, image_size: int, detector: str
+    work: Path,
+    base: str,
+    n: int,
+    shards: int,
+    address: str,
+    image_size: int,
+    section: dict[str, Any],
 ) -> RunConfigBase:
     """Candidates and downloads of ``n`` distinct photo URLs (not timed)."""
     src = write_photo_urls(base, PHOTOS, n, work / "urls.parquet")
-    cfg = config(work / "run", src, shards, n, address, base, image_size, detector)
+    cfg = config(work / "run", src, shards, n, address, base, image_size, section)
     run_pipeline(cfg, ["candidates", "download"])
     return cfg
 
@@ -240,7 +248,15 @@ def main() -> None:
     parser.add_argument("--ceiling-images", type=int, default=40)
     parser.add_argument("--refilter-rows", type=int, default=1_000_000)
     parser.add_argument("--face-detector", default="dlib", help="face_count's detector type")
+    parser.add_argument("--without", nargs="*", default=[], help="filters to drop from the chain")
     args = parser.parse_args()
+    unknown = sorted(set(args.without) - set(DEFAULT_CHAIN))
+    if unknown:
+        parser.error(f"--without {unknown}: not in the default chain {DEFAULT_CHAIN}")
+    section = {
+        "chain": [name for name in DEFAULT_CHAIN if name not in args.without],
+        "face_count": {"detector": {"type": args.face_detector}},
+    }
     from distributed import LocalCluster
 
     work = Path(tempfile.mkdtemp(prefix="bench-filter-"))
@@ -253,7 +269,7 @@ def main() -> None:
             LocalCluster(n_workers=2, **kw) as two,
         ):
             cfg = prepare(work, base, args.images, args.shards, two.scheduler_address,
-                          args.image_size, args.face_detector)  # fmt: skip
+                          args.image_size, section)  # fmt: skip
             measure_stage(cfg, one.scheduler_address, two.scheduler_address, args.ceiling_images)
         rows, refilter_s = bench_refilter(work, args.refilter_rows)
     finally:
