@@ -40,7 +40,3 @@ def test_a_started_cluster_keeps_message_log_length_messages_per_log() -> None:
         assert client.run(_worker_stream_log) == {worker: (LENGTH, LENGTH)}
     # The setting is the cluster's, not the caller's process-wide Dask config.
     assert dask.config.get(MESSAGE_LOG_LENGTH) == before
-
-
-def test_the_default_keeps_a_tenth_of_dasks() -> None:
-    assert ClusterConfig().message_log_length == 100
