@@ -7,10 +7,10 @@ at a fraction of a 1024 px download. So detection runs on a copy whose longer si
 is mapped back to full-resolution pixels. Scores that read the face's pixels (sharpness,
 exposure) still crop the full-resolution image.
 
-Coordinates are continuous: pixel ``(i, j)`` covers ``[i, i + 1) x [j, j + 1)``. Area
-resampling (``cv2.INTER_AREA``) maps the copy's pixel edges onto the original's, so a point
-``x`` of the copy is ``x * scale_x`` of the original, exactly; each axis has its own factor
-because the copy's sides are rounded to whole pixels.
+Coordinates are continuous: pixel ``(i, j)`` covers ``[i, i + 1) x [j, j + 1)``. Both
+resampling steps (``shrink``) map the copy's pixel edges onto the original's, so a point ``x``
+of the copy is ``x * scale_x`` of the original, exactly; each axis has its own factor because
+the copy's sides are rounded to whole pixels.
 """
 
 from __future__ import annotations
@@ -54,5 +54,21 @@ def detection_copy(image: np.ndarray, max_side: int | None) -> DetectionCopy:
         return DetectionCopy(image)
     scale = max_side / longest
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return DetectionCopy(small, width / size[0], height / size[1])
+    return DetectionCopy(shrink(image, size), width / size[0], height / size[1])
+
+
+def shrink(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``image`` resampled to ``size`` (width, height) without aliasing.
+
+    Area resampling (``cv2.INTER_AREA``) is the reference, but OpenCV runs it fast only for
+    whole-number factors: 1024 -> 640 px (factor 1.6) took 9.7 ms on one core, 2 -> 1 took 0.3.
+    So up to factor 2 the image is first resampled bilinearly to twice ``size`` (an enlargement
+    or a mild reduction, which bilinear does without aliasing) and then area-averaged 2 x 2:
+    1.6 ms in all, a mean 0.26 grey levels (max 9) from INTER_AREA's pixels on the astronaut,
+    and the same face recall (bench/detectors.py). Both steps map pixel edges onto pixel edges.
+    """
+    width, height = size
+    if image.shape[1] > 2 * width or image.shape[0] > 2 * height:
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    double = cv2.resize(image, (2 * width, 2 * height), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(double, size, interpolation=cv2.INTER_AREA)

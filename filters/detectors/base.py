@@ -40,10 +40,6 @@ class Face:
     def height(self) -> float:
         return self.box[3] - self.box[1]
 
-    def scaled(self, factor: float) -> Face:
-        """This face with every coordinate multiplied by ``factor`` (undo a detection resize)."""
-        return self.rescaled(factor, factor)
-
     def rescaled(self, factor_x: float, factor_y: float) -> Face:
         """This face with x coordinates multiplied by ``factor_x`` and y by ``factor_y``.
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from filters.detection_copy import detection_copy
 from filters.detectors.base import Face, MissingModelError, as_landmarks
 from manifests.model_paths import checks_model_paths
 
@@ -133,17 +133,6 @@ def _load(model: str, models_dir: Path | None) -> _DlibModels:
     return _DlibModels(detector, predictor, model == "cnn")
 
 
-def _shrink(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
-    """The image scaled so its longer side is at most ``max_side``, and the factor to undo it."""
-    height, width = image.shape[:2]
-    longest = max(height, width)
-    if longest <= max_side:
-        return np.ascontiguousarray(image), 1.0
-    scale = max_side / longest
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), longest / max_side
-
-
 class DlibDetector:
     """``FaceDetector`` over dlib; models load lazily, once per process."""
 
@@ -152,12 +141,12 @@ class DlibDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         models = _load(self.config.model, self.config.models_dir)
-        small, factor = _shrink(image, self.config.max_side_px)
-        rects, margins = self._find(models, small)
+        copy = detection_copy(image, self.config.max_side_px)
+        rects, margins = self._find(models, copy.rgb)
         faces = [
-            _to_face(models.predictor, small, r, m) for r, m in zip(rects, margins, strict=True)
+            _to_face(models.predictor, copy.rgb, r, m) for r, m in zip(rects, margins, strict=True)
         ]
-        return [face.scaled(factor) for face in faces] if factor != 1.0 else faces
+        return copy.to_full(faces)
 
     def _find(self, models: _DlibModels, image: np.ndarray) -> tuple[list[Any], list[float]]:
         if models.cnn:
