@@ -1,6 +1,7 @@
 """Face detectors compared on the project's public-domain photos and insightface's ``t1.jpg``.
 
-Detectors: dlib HOG at upsample 0 (the embedded default) and 1, MediaPipe full and short range.
+Detectors: dlib HOG at upsample 0 and 1, MediaPipe full range (the embedded default) and short
+range.
 Images: the demo's photos (``pipeline.demo_server.BASE_PHOTOS``: astronaut, grace_hopper, and
 coffee, rocket, chelsea without a human face) and ``t1.jpg`` (six people), read from the
 installed insightface package (never copied), each as is and rotated by 15, 30 and 90 degrees
@@ -25,6 +26,7 @@ below dlib's 80 px HOG window.
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import math
 import statistics
@@ -33,8 +35,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-
-import argparse
 
 import cv2
 import numpy as np
@@ -216,7 +216,7 @@ def main() -> int:
 
 
 def table(tallies: dict[str, Tally]) -> None:
-    """The markdown table of ``tallies`` (first detector = the time base), then each one's misses."""
+    """The markdown table of ``tallies`` (the first detector is the time base), then misses."""
     base = statistics.median(next(iter(tallies.values())).seconds or [1.0])
     print(
         "| detector | recall | false positives (on non-face photos) "

@@ -16,7 +16,7 @@
    Target (2 workers / 1 worker) / ceiling >= 0.9.
 4. refilter: rows/s re-decided from stored scores on a synthetic manifest (default 1M rows).
 
-``--face-detector mediapipe`` times the chain with the faster embedded detector (docs/filters.md);
+``--face-detector dlib`` times the chain with the slower embedded detector (docs/filters.md);
 ``--without body_pose face_mesh`` times the default chain less those filters.
 Downloads are ``--image-size`` px (1024, the presets'; the demo photos are upscaled to it).
 Absolute figures depend on the machine's load (printed); the ratios are measured in one run.
@@ -43,7 +43,7 @@ os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
 import numpy as np
 import pyarrow as pa
 
-from filters import Batch, score_batch
+from filters import Batch, FaceCountConfig, score_batch
 from manifests import schema as S
 from manifests.io import read_manifest, write_done, write_table_atomic
 from manifests.layout import RunLayout
@@ -247,7 +247,11 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=1024)
     parser.add_argument("--ceiling-images", type=int, default=40)
     parser.add_argument("--refilter-rows", type=int, default=1_000_000)
-    parser.add_argument("--face-detector", default="dlib", help="face_count's detector type")
+    parser.add_argument(
+        "--face-detector",
+        default=FaceCountConfig().detector.type,
+        help="face_count's detector type (default: the chain's)",
+    )
     parser.add_argument("--without", nargs="*", default=[], help="filters to drop from the chain")
     args = parser.parse_args()
     unknown = sorted(set(args.without) - set(DEFAULT_CHAIN))

@@ -16,7 +16,8 @@ _DECADES.update({7: "seventies", 8: "eighties", 9: "nineties"})
 
 # Shot types by main-face box area over image area. Tight detector boxes (brows to chin)
 # cover about 10% of a head-and-shoulders portrait and about 3% of a waist-up medium shot
-# (measured on grace_hopper.jpg and skimage's astronaut with dlib's HOG detector).
+# (measured on grace_hopper.jpg and skimage's astronaut with dlib's HOG detector; MediaPipe's
+# looser boxes give 13% and 4.1%, the same shots).
 _SHOTS = ((0.30, "extreme close-up"), (0.08, "close-up"), (0.02, "medium shot"))
 _SHOT_WIDE = (0.005, "full shot")
 

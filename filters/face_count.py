@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from filters.arrays import Columns, list_floats, row_count, verdict
 from filters.batch import Batch
 from filters.declarations import Bound
-from filters.detectors import DetectorConfig, DlibDetectorConfig, Face, FaceDetector
+from filters.detectors import DetectorConfig, Face, FaceDetector, MediaPipeDetectorConfig
 from filters.detectors.base import main_face_index
 from manifests import schema as S
 from manifests.fingerprint import DECISION
@@ -51,8 +51,11 @@ class FaceCountConfig(BaseModel):
         S.FACE_GENDER,
     )
     detector: DetectorConfig = Field(
-        default_factory=DlibDetectorConfig,
-        description="dlib: embedded CPU default; insightface for production on GPU",
+        default_factory=MediaPipeDetectorConfig,
+        description="mediapipe (full range): the embedded CPU default, chosen by measurement "
+        "on 1024 px downloads through the 640 px detection copy (docs/filters.md: recall 31/50 "
+        "against dlib HOG's 20/50, no false positive, a quarter of the time); dlib: embedded "
+        "alternative; insightface for production on GPU",
     )
     # Not a decision although ``decide`` reads it too: ``score`` uses it to pick the main face
     # (whose box every later face filter scores) and to fill ``face_count``.

@@ -77,7 +77,8 @@ class FilterStageBase(BaseModel):
         description="detectors scan a copy whose longer side is at most this (InsightFace's "
         "det_size, 640); boxes and landmarks are mapped back to full-resolution pixels and face "
         "crops read the full image. dlib HOG then misses faces under 80 px x (longer side / "
-        "this), e.g. 128 px on a 1024 px download; null: detect at full resolution",
+        "this), e.g. 128 px on a 1024 px download (MediaPipe, the default, does not: "
+        "docs/filters.md); null: detect at full resolution",
     )
     batch_size: int = Field(
         16, ge=1, json_schema_extra=OPERATIONAL, description="images decoded and scored together"

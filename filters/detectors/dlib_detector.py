@@ -49,7 +49,8 @@ def default_models_dir() -> Path:
 
 
 class DlibDetectorConfig(BaseModel):
-    """dlib backend settings; the embedded default detector (CPU, weights in a wheel)."""
+    """dlib backend settings; an embedded detector (CPU, weights in a wheel), upright frontal
+    faces only (docs/filters.md measures it against the default, MediaPipe)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

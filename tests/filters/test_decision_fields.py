@@ -187,14 +187,7 @@ def test_filter_section_splits_by_role() -> None:
     assert parts.decide["face_count"] == {"min_faces": 1, "max_faces": 3}
     assert parts.produce["face_count"] == {
         "type": "face_count",
-        "detector": {
-            "type": "dlib",
-            "model": "hog",
-            "upsample": 0,
-            "adjust_threshold": 0.0,
-            "max_side_px": 1024,
-            "models_dir": None,
-        },
+        "detector": {"type": "mediapipe", "model": "full_range", "min_confidence": 0.5},
         "min_confidence": 0.6,
     }
     assert parts.produce["face_confidence"] == {"type": "face_confidence"}

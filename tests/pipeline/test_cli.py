@@ -22,7 +22,8 @@ def test_demo_prints_outputs_and_funnel(tmp_path: Path, capsys: pytest.CaptureFi
     assert "  download    in       19  kept       13  dropped        6" in out
     assert "             2  download:undecodable" in out
     assert "  filter      in       13  kept        6  dropped        7" in out
-    assert "             6  face_count:zero" in out
+    assert "             4  face_count:zero" in out
+    assert "             2  face_confidence:low" in out
     assert "  dedup       in        6  kept        4  dropped        2" in out
     assert "  caption     in        4  kept        4  dropped        0" in out
     layout = RunLayout(tmp_path / "demo" / "run")

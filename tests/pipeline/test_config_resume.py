@@ -65,7 +65,10 @@ def test_threshold_change_redecides_and_going_back_equals_the_reference(
     # Same verdicts as `refilter` gives for this threshold (tests/stages/test_filter_dedup.py);
     # tightening never needs a score that was not computed, so no model ran.
     report = strict.reports["filter"]
-    assert report.dropped == {"face_count:zero": 6, "face_size:too_small": 3, "image:too_small": 1}
+    assert report.dropped == {
+        "face_count:zero": 4, "face_confidence:low": 2, "face_size:too_small": 3,
+        "image:too_small": 1,
+    }  # fmt: skip
     assert report.n_out == 3
     assert report.counters["redecided"] == 2
     assert _scores(layout) == scores
@@ -103,7 +106,11 @@ def test_what_is_scored_or_captioned_reruns_that_stage_and_below(
         "caption": ALL_RUN,
         "shard": ALL_RUN,
     }
-    assert rescored.reports["filter"].dropped == {"face_count:zero": 6, "image:too_small": 1}
+    assert rescored.reports["filter"].dropped == {
+        "face_count:zero": 4,
+        "face_confidence:low": 2,
+        "image:too_small": 1,
+    }
 
     short = demo_config(run_dir, demo_input, joined, audit, "caption.cleaning.max_words=5")
     assert plan_pipeline(short)[4] == (
