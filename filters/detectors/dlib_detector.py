@@ -143,9 +143,10 @@ class DlibDetector:
     def detect(self, image: np.ndarray) -> list[Face]:
         models = _load(self.config.model, self.config.models_dir)
         copy = detection_copy(image, self.config.max_side_px)
-        rects, margins = self._find(models, copy.rgb)
+        pixels = np.ascontiguousarray(copy.rgb)  # dlib reads C-contiguous arrays only
+        rects, margins = self._find(models, pixels)
         faces = [
-            _to_face(models.predictor, copy.rgb, r, m) for r, m in zip(rects, margins, strict=True)
+            _to_face(models.predictor, pixels, r, m) for r, m in zip(rects, margins, strict=True)
         ]
         return copy.to_full(faces)
 
