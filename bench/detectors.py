@@ -193,9 +193,7 @@ def measure(config: object, all_cases: list[Case], copy_side: int | None = None)
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--download-px", type=int, default=1024)
-    parser.add_argument(
-        "--detect-max-side", type=int, default=FilterStageConfig().detect_max_side or 640
-    )
+    parser.add_argument("--detect-max-side", type=int, default=FilterStageConfig().detect_max_side)
     args = parser.parse_args()
     all_cases = cases()
     print(f"{len(all_cases)} images; faces count at confidence >= {MIN_CONFIDENCE}")
