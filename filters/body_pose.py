@@ -25,7 +25,6 @@ One person: in a group photo the pose may belong to someone other than the main 
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -35,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
-from filters.mediapipe_graph import LockedGraph, solution
+from filters.mediapipe_graph import GRAPHS, LockedGraph, solution
 from manifests import schema as S
 from manifests.fingerprint import DECISION
 
@@ -89,17 +88,19 @@ class BodyPoseConfig(BaseModel):
         return BodyPoseFilter(self)
 
 
-@functools.lru_cache(maxsize=2)
 def _load(min_detection_confidence: float) -> LockedGraph:
     """The pose graph, once per process (static images, complexity 1, no segmentation)."""
-    pose = solution("pose", "body_pose")
-    graph = pose.Pose(
-        static_image_mode=True,
-        model_complexity=MODEL_COMPLEXITY,
-        enable_segmentation=False,
-        min_detection_confidence=min_detection_confidence,
-    )
-    return LockedGraph(graph)
+
+    def build() -> Any:
+        pose = solution("pose", "body_pose")
+        return pose.Pose(
+            static_image_mode=True,
+            model_complexity=MODEL_COMPLEXITY,
+            enable_segmentation=False,
+            min_detection_confidence=min_detection_confidence,
+        )
+
+    return GRAPHS.get(("pose", min_detection_confidence), build)
 
 
 def in_frame_visibility(landmarks: np.ndarray) -> np.ndarray:

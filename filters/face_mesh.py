@@ -29,7 +29,6 @@ Formulas (points in pixels; distances 2D unless said otherwise):
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
@@ -39,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from filters.arrays import Columns, floats, row_count, verdict
 from filters.batch import Batch
-from filters.mediapipe_graph import LockedGraph, solution
+from filters.mediapipe_graph import GRAPHS, LockedGraph, solution
 from manifests import schema as S
 from manifests.fingerprint import DECISION
 
@@ -103,17 +102,19 @@ class FaceMeshConfig(BaseModel):
         return FaceMeshFilter(self)
 
 
-@functools.lru_cache(maxsize=2)
 def _load(min_detection_confidence: float) -> LockedGraph:
     """The mesh graph, once per process: static images, one face, iris points on."""
-    face_mesh = solution("face_mesh", "face_mesh")
-    graph = face_mesh.FaceMesh(
-        static_image_mode=True,
-        max_num_faces=1,
-        refine_landmarks=True,
-        min_detection_confidence=min_detection_confidence,
-    )
-    return LockedGraph(graph)
+
+    def build() -> Any:
+        face_mesh = solution("face_mesh", "face_mesh")
+        return face_mesh.FaceMesh(
+            static_image_mode=True,
+            max_num_faces=1,
+            refine_landmarks=True,
+            min_detection_confidence=min_detection_confidence,
+        )
+
+    return GRAPHS.get(("face_mesh", min_detection_confidence), build)
 
 
 def crop_box(

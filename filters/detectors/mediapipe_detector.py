@@ -18,14 +18,13 @@ Mapping to the project's 5 points (``LANDMARK_NAMES``, image left first):
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.detectors.base import Face, as_landmarks
-from filters.mediapipe_graph import LockedGraph, solution
+from filters.mediapipe_graph import GRAPHS, LockedGraph, solution
 
 # ArcFace's 112 x 112 alignment template (insightface utils/face_align.py): eye distance
 # 73.5318 - 38.2946 = 35.24 px, mouth corner distance 70.7299 - 41.5493 = 29.18 px, so each
@@ -61,14 +60,16 @@ class MediaPipeDetectorConfig(BaseModel):
         return MediaPipeDetector(self)
 
 
-@functools.lru_cache(maxsize=4)
 def _load(model: str, min_confidence: float) -> LockedGraph:
-    """Build the detection graph once per process and setting."""
-    face_detection = solution("face_detection", "the mediapipe face detector")
-    graph = face_detection.FaceDetection(
-        model_selection=_MODEL_SELECTION[model], min_detection_confidence=min_confidence
-    )
-    return LockedGraph(graph)
+    """The detection graph, once per process and setting."""
+
+    def build() -> Any:
+        face_detection = solution("face_detection", "the mediapipe face detector")
+        return face_detection.FaceDetection(
+            model_selection=_MODEL_SELECTION[model], min_detection_confidence=min_confidence
+        )
+
+    return GRAPHS.get(("face_detection", model, min_confidence), build)
 
 
 class MediaPipeDetector:

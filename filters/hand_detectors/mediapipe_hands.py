@@ -8,14 +8,13 @@ keeps it for every task it runs). Runs on the CPU (MediaPipe's Python graph is t
 
 from __future__ import annotations
 
-import functools
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from filters.hand_detectors.base import Hand, Handedness, as_hand_points
-from filters.mediapipe_graph import LockedGraph, solution
+from filters.mediapipe_graph import GRAPHS, LockedGraph, solution
 
 # MediaPipe labels handedness as if the image were mirrored (a selfie camera), per the Hands
 # class docstring in mediapipe/python/solutions/hands.py; photos are not mirrored, so the
@@ -52,18 +51,20 @@ class MediaPipeHandsConfig(BaseModel):
         return MediaPipeHandDetector(self)
 
 
-@functools.lru_cache(maxsize=2)
 def _load(config: MediaPipeHandsConfig) -> LockedGraph:
     """The graph, once per process and config (shared by a worker's threads, one at a time)."""
-    hands = solution("hands", "the mediapipe hand detector")
-    graph = hands.Hands(
-        static_image_mode=True,
-        max_num_hands=config.max_hands,
-        model_complexity=config.model_complexity,
-        min_detection_confidence=config.min_detection_confidence,
-        min_tracking_confidence=config.min_presence,
-    )
-    return LockedGraph(graph)
+
+    def build() -> Any:
+        hands = solution("hands", "the mediapipe hand detector")
+        return hands.Hands(
+            static_image_mode=True,
+            max_num_hands=config.max_hands,
+            model_complexity=config.model_complexity,
+            min_detection_confidence=config.min_detection_confidence,
+            min_tracking_confidence=config.min_presence,
+        )
+
+    return GRAPHS.get(("hands", config), build)
 
 
 class MediaPipeHandDetector:

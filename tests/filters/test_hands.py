@@ -111,10 +111,11 @@ def test_mediapipe_on_the_detection_copy(t1: np.ndarray) -> None:
 
 def test_mediapipe_graph_loads_once_per_process(t1: np.ndarray) -> None:
     MediaPipeHandsConfig().build().detect(t1[:200, :200])
-    before = mediapipe_hands._load.cache_info()
+    graph = mediapipe_hands._load(MediaPipeHandsConfig())
+    opened = graph.opened
     MediaPipeHandsConfig().build().detect(t1[:200, :200])
-    after = mediapipe_hands._load.cache_info()
-    assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
+    assert mediapipe_hands._load(MediaPipeHandsConfig()) is graph
+    assert graph.opened is opened is not None
 
 
 def test_scores_of_scripted_hands() -> None:

@@ -8,6 +8,7 @@ ratios (about half a pixel on a 30 px eye), +-2 degrees on angles.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from filters.detectors.base import MissingModelError
 from filters.detectors.mediapipe_detector import MOUTH_HALF_WIDTH, _load, five_points
 from filters.face_count import build_detector
 from filters.face_mesh import crop_box, eye_aspect_ratio, head_pose
-from filters.mediapipe_graph import solution
+from filters.mediapipe_graph import GraphCache, solution
 from manifests import schema as S
 from tests.filters.test_detectors import check_face
 
@@ -43,12 +44,47 @@ def test_detector_contract(model: str, photos: dict[str, np.ndarray]) -> None:
 
 
 def test_the_graph_loads_once_per_process(photos: dict[str, np.ndarray]) -> None:
-    detector = MediaPipeDetectorConfig().build()
-    detector.detect(photos["grace_hopper"])
-    before = _load.cache_info()
+    config = MediaPipeDetectorConfig()
+    config.build().detect(photos["grace_hopper"])
+    graph = _load(config.model, config.min_confidence)
+    opened = graph.opened
     MediaPipeDetectorConfig().build().detect(photos["grace_hopper"])
-    after = _load.cache_info()
-    assert (after.hits - before.hits, after.misses - before.misses) == (1, 0)
+    assert _load(config.model, config.min_confidence) is graph
+    assert graph.opened is opened is not None
+
+
+def test_graphs_beyond_keep_are_closed_not_left_to_the_collector(
+    photos: dict[str, np.ndarray],
+) -> None:
+    """The least recently used graph is closed on eviction (MediaPipe's own ``close``, which
+    drops the solution's graph), and is built again on its next use."""
+    face_detection = solution("face_detection", "test")
+    built: list[object] = []
+
+    def build(confidence: float) -> Callable[[], object]:
+        def make() -> object:
+            built.append(face_detection.FaceDetection(min_detection_confidence=confidence))
+            return built[-1]
+
+        return make
+
+    image = photos["grace_hopper"]
+    cache = GraphCache(keep=2)
+    first = cache.get(("fd", 0.5), build(0.5))
+    score = first.process(image).detections[0].score[0]
+    assert cache.get(("fd", 0.5), build(0.5)) is first and len(built) == 1
+    second = cache.get(("fd", 0.6), build(0.6))
+    second.process(image)
+    cache.get(("fd", 0.5), build(0.5))  # first is now the most recently used
+    cache.get(("fd", 0.7), build(0.7))  # so second is closed
+    assert (first.opened is built[0], second.opened, len(cache)) == (True, None, 2)
+    assert built[1]._graph is None  # type: ignore[attr-defined]
+    assert second.process(image).detections and len(built) == 3  # built again on its next use
+    cache.close_all()
+    assert (first.opened, len(cache), built[0]._graph) == (None, 0, None)  # type: ignore[attr-defined]
+    assert first.process(image).detections[0].score[0] == score and len(built) == 4
+    first.close()
+    second.close()
 
 
 def test_keypoints_map_to_the_five_point_order() -> None:

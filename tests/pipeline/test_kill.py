@@ -33,6 +33,7 @@ from pipeline.runner import RunResult, run_pipeline
 from stages import STAGES
 from tests.conftest import demo_config
 from tests.pipeline.faults import (
+    DEADLINE_S,
     KillOnFileEvent,
     KillPoint,
     card_summary,
@@ -149,12 +150,15 @@ def test_workers_killed_mid_shard_in_every_stage(
         kill_cluster.register_plugin(KillOnFileEvent(point, flags / name), name=f"kill-{name}")
     address = kill_cluster.scheduler.address
     config = demo_config(run_dir, demo_input, f"cluster.address={address}", *OVERRIDES)
+    pool = ThreadPoolExecutor(1)
     try:
-        with ThreadPoolExecutor(1) as pool:
-            run = pool.submit(run_pipeline, config)
-            download = kill_download_worker(layout, run)
-            result = run.result()
+        run = pool.submit(run_pipeline, config)
+        download = kill_download_worker(layout, run)
+        result = run.result(timeout=DEADLINE_S)
     finally:
+        # Not joined: a run that never ends fails the test here, and the cluster's teardown
+        # (the fixture's) ends the run, instead of a join that would wait for it forever.
+        pool.shutdown(wait=False)
         for name in points:
             # A worker still starting after its kill may not have set the plugin up yet: it
             # answers KeyError, and the others (and the scheduler) have removed it already.
