@@ -7,8 +7,9 @@ two threads of one Dask worker are serialized by a lock here.
 Graphs are closed explicitly, never left to the garbage collector: a ``SolutionBase`` is in a
 reference cycle (its graph holds an output callback that holds the solution), so only the
 cyclic collector frees it, in whichever thread happens to allocate, and the graph's C++
-destructor then waits for the graph's threads with the GIL held. ``close`` instead waits with
-the GIL released (MediaPipe's binding of ``CalculatorGraph.close``) and breaks the cycle.
+destructor then runs there with the GIL held while the graph's own threads call back into
+Python. ``SolutionBase.close`` ends the graph's run where the cache drops it, and breaks the
+cycle.
 """
 
 from __future__ import annotations
