@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from filters import Batch, DecodeConfig, DecodedImage, decode_image
 from filters.decode import DEFAULT_DECODE, EMPTY, TOO_MANY_PIXELS, UNDECODABLE
@@ -133,3 +135,16 @@ def test_batch_from_bytes_keeps_each_status() -> None:
     image = batch.image(0)
     assert image is not None and np.array_equal(image, RGB)
     assert batch.image(1) is None
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_gives_pillows_upright_pixels(orientation: int) -> None:
+    image = RNG.integers(0, 256, size=(12, 20, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(image, "PNG", exif=exif.tobytes())  # lossless: pixels compare exactly
+    with Image.open(io.BytesIO(data)) as opened:
+        upright = np.asarray(ImageOps.exif_transpose(opened).convert("RGB"))
+    rgb = decoded(data)
+    assert rgb.shape == ((20, 12, 3) if orientation >= 5 else (12, 20, 3))
+    np.testing.assert_array_equal(rgb, upright)
