@@ -13,7 +13,9 @@
 3. scaling: the filter stage on the same shards with 1 and with 2 Dask workers, against the
    machine's own ceiling: 2 plain processes scoring the same images with the same chain vs 1
    (virtual cores that share a physical core, or other load, cap what any code can reach).
-   Target (2 workers / 1 worker) / ceiling >= 0.9.
+   Target (2 workers / 1 worker) / ceiling >= 0.9. Each warm figure and each side of the
+   ceiling is the fastest of ``REPEATS`` runs, so a burst of other load in one run does not
+   decide a ratio.
 4. refilter: rows/s re-decided from stored scores on a synthetic manifest (default 1M rows).
 
 ``--face-detector dlib`` times the chain with the slower embedded detector (docs/filters.md);
@@ -58,6 +60,9 @@ from pipeline.runner import run_pipeline
 from stages.download_tar import image_bytes, open_download_tar
 from stages.filter import DEFAULT_CHAIN
 
+# Warm runs of the stage per worker count, and of each side of the machine ceiling: each
+# figure is the fastest of them (machine_ceiling says why).
+REPEATS = 2
 PHOTOS = ["astronaut", "grace_hopper", "coffee", "astronaut_crop", "grace_hopper_crop", "rocket"]
 
 
@@ -114,6 +119,13 @@ def time_filter_stage(cfg: RunConfigBase, address: str) -> tuple[float, ShardRep
     return time.perf_counter() - t0, result.reports["filter"]
 
 
+def fastest_filter_stage(
+    cfg: RunConfigBase, address: str, repeats: int = REPEATS
+) -> tuple[float, ShardReport]:
+    """The fastest of ``repeats`` warm runs of the filter stage, with its report."""
+    return min((time_filter_stage(cfg, address) for _ in range(repeats)), key=lambda r: r[0])
+
+
 def _blobs(cfg: RunConfigBase, limit: int | None = None) -> list[bytes]:
     """The downloaded images, in shard order."""
     layout = RunLayout(cfg.run_dir)
@@ -152,8 +164,13 @@ def time_bare_loop(cfg: RunConfigBase) -> tuple[float, int]:
     return _score_all(section, blobs), len(blobs)
 
 
-def machine_ceiling(cfg: RunConfigBase, images: int) -> float:
-    """Throughput of 2 plain processes over 1, each scoring the same images."""
+def machine_ceiling(cfg: RunConfigBase, images: int, repeats: int = REPEATS) -> float:
+    """Throughput of 2 plain processes over 1, each scoring the same images.
+
+    Each side is the fastest of ``repeats`` runs, taken in turns (1, 2, 1, 2, ...): a single
+    pair of runs gave ceilings from 1.71 to 2.09 on the same 2 cores, a slowed 1-process run
+    inflating it (above 2), which no code can reach. The fastest run is the one least
+    disturbed by other load, as ``timeit`` reasons for its minimum."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -162,11 +179,13 @@ def machine_ceiling(cfg: RunConfigBase, images: int) -> float:
     # Fresh processes, as Dask's nanny starts them: MediaPipe's graphs do not survive a fork
     # of a process that already ran them (the bare loop did).
     spawn = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(1, mp_context=spawn) as pool:
-        one = pool.submit(_score_all, section, blobs).result()
-    with ProcessPoolExecutor(2, mp_context=spawn) as pool:
-        two = max(pool.map(_score_all, [section] * 2, [blobs] * 2))
-    return 2 * one / two
+    ones, twos = [], []
+    for _ in range(repeats):
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            ones.append(pool.submit(_score_all, section, blobs).result())
+        with ProcessPoolExecutor(2, mp_context=spawn) as pool:
+            twos.append(max(pool.map(_score_all, [section] * 2, [blobs] * 2)))
+    return 2 * min(ones) / min(twos)
 
 
 def profile_lines(report: ShardReport, stage_s: float) -> list[str]:
@@ -274,7 +293,11 @@ def main() -> None:
         ):
             cfg = prepare(work, base, args.images, args.shards, two.scheduler_address,
                           args.image_size, section)  # fmt: skip
-            measure_stage(cfg, one.scheduler_address, two.scheduler_address, args.ceiling_images)
+            scaling = measure_stage(cfg, one.scheduler_address, two.scheduler_address)
+        # With the clusters closed, so their idle workers share nothing with the ceiling's.
+        ceiling = machine_ceiling(cfg, args.ceiling_images)
+        print(f"machine ceiling, 2 processes/1:      {ceiling:.3f}")
+        print(f"scaling / ceiling:                   {scaling / ceiling:.3f}  (target >= 0.9)")
         rows, refilter_s = bench_refilter(work, args.refilter_rows)
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -282,8 +305,9 @@ def main() -> None:
     print(f"load average (1 min) at the end: {os.getloadavg()[0]:.1f}")
 
 
-def measure_stage(cfg: RunConfigBase, one: str, two: str, ceiling_images: int) -> None:
-    """Profile, overhead and scaling of the filter stage; prints each as it is measured."""
+def measure_stage(cfg: RunConfigBase, one: str, two: str) -> float:
+    """Profile, overhead and scaling of the filter stage; prints each as it is measured and
+    returns the scaling ratio (2 workers / 1)."""
     section = cfg.stage_config("filter")
     settings = {k: getattr(section, k) for k in ("detect_max_side", "score_rejected", "chain")}
     print("filter: " + " ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
@@ -291,20 +315,18 @@ def measure_stage(cfg: RunConfigBase, one: str, two: str, ceiling_images: int) -
     print(f"images={n} bare loop: {n / bare_s:7.1f} img/s ({bare_s:.1f} s)", flush=True)
     cold_s, _ = time_filter_stage(cfg, one)
     print(f"filter stage, 1 wkr, cold: {n / cold_s:7.1f} img/s ({cold_s:.1f} s)", flush=True)
-    one_s, report = time_filter_stage(cfg, one)
-    print("profile, filter stage with 1 worker, warm:")
+    one_s, report = fastest_filter_stage(cfg, one)
+    print(f"profile, filter stage with 1 worker, warm (fastest of {REPEATS}):")
     print("\n".join(profile_lines(report, one_s)))
     print(f"filter stage, 1 wkr: {n / one_s:7.1f} img/s ({one_s:.1f} s) = per core (target >= 20)")
     print(f"overhead ratio stage(1 worker)/bare: {bare_s / one_s:.3f}  (target >= 0.9)", flush=True)
     cold_s, _ = time_filter_stage(cfg, two)
     print(f"filter stage, 2 wkr, cold: {n / cold_s:7.1f} img/s ({cold_s:.1f} s)", flush=True)
-    two_s, _ = time_filter_stage(cfg, two)
+    two_s, _ = fastest_filter_stage(cfg, two)
     print(f"filter stage, 2 wkr: {n / two_s:7.1f} img/s ({two_s:.1f} s)", flush=True)
-    ceiling = machine_ceiling(cfg, ceiling_images)
     scaling = one_s / two_s
-    print(f"scaling ratio 2 workers/1 worker:    {scaling:.3f}")
-    print(f"machine ceiling, 2 processes/1:      {ceiling:.3f}")
-    print(f"scaling / ceiling:                   {scaling / ceiling:.3f}  (target >= 0.9)")
+    print(f"scaling ratio 2 workers/1 worker:    {scaling:.3f}", flush=True)
+    return scaling
 
 
 if __name__ == "__main__":
