@@ -1,0 +1,152 @@
+"""The chain's MediaPipe scorers against the TFLite models inside them, on one core.
+
+``face_count`` (MediaPipe face detection), ``hands`` and ``body_pose`` are most of the default
+chain's time after ``nsfw`` (docs/filters.md). This times each filter's ``score`` on one image,
+as the chain gives it (a 1024 px photo whose 640 px detection copy ``face_count`` has already
+made), against the graph's own TFLite models invoked directly through LiteRT (XNNPACK, one
+thread) as often as the graph runs them on that image. The ratio filter / models bounds what
+MediaPipe's graph (image conversion, anchors, NMS, crops, its own TFLite build) and this
+project's code add to the models' arithmetic, so what running the models outside MediaPipe's
+graphs could save at most: near 1, a faster filter needs cheaper models, not less code around
+them. LiteRT is a newer TFLite runtime than MediaPipe's, so part of a ratio above 1 can be
+kernels, not code.
+
+What each graph runs per image (``static_image_mode``, mediapipe/modules/*/``*.pbtxt``):
+face detection: its detector once; hands: the palm detector once, the landmark model once per
+palm, up to ``max_hands`` (counted here as the hands returned, so the models' figure is a lower
+bound when a palm is found but no hand); pose: the detector once, the landmark model once when
+a person is found. ``face_mesh`` is not timed: its iris-refining landmark model needs a custom
+op (``Landmarks2TransformMatrix``) that only MediaPipe's own runtime has.
+
+Needs ``ai-edge-litert`` (``pip install -e '.[bench]'``).
+
+    python bench/mediapipe_models.py --repeats 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+# As a Dask worker runs: the nanny sets OMP_NUM_THREADS=1 (bench/filter.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*` from anywhere
+
+from bench.detectors import t1_photo
+from filters import Batch, FaceCountConfig, HandsConfig
+from filters.body_pose import BodyPoseConfig
+from filters.scoring import score_batch
+from manifests import schema as S
+
+# The files inside mediapipe/modules/ that each graph runs, by the setting that selects them.
+FACE_MODELS = {
+    "full_range": "face_detection/face_detection_full_range_sparse.tflite",
+    "short_range": "face_detection/face_detection_short_range.tflite",
+}
+PALM_MODELS = {0: "palm_detection/palm_detection_lite.tflite",
+               1: "palm_detection/palm_detection_full.tflite"}  # fmt: skip
+HAND_MODELS = {0: "hand_landmark/hand_landmark_lite.tflite",
+               1: "hand_landmark/hand_landmark_full.tflite"}  # fmt: skip
+POSE_DETECTOR = "pose_detection/pose_detection.tflite"
+POSE_LANDMARKS = "pose_landmark/pose_landmark_full.tflite"  # complexity 1, the one shipped
+
+
+def median_ms(call: Callable[[], Any], repeats: int) -> float:
+    """Median wall ms of ``call`` after one untimed warm-up call."""
+    call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times)
+
+
+class Models:
+    """MediaPipe's bundled TFLite models, each in its own LiteRT interpreter (one thread)."""
+
+    def __init__(self) -> None:
+        import mediapipe
+
+        self.root = Path(mediapipe.__file__).parent / "modules"
+        self.interpreters: dict[str, Any] = {}
+
+    def invoke_ms(self, name: str, repeats: int) -> float:
+        """Median ms of one ``invoke`` of model ``name`` on an input of its own shape."""
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise SystemExit(f"{error}: pip install -e '.[bench]' (ai-edge-litert)") from error
+        if name not in self.interpreters:
+            interpreter = Interpreter(model_path=str(self.root / name), num_threads=1)
+            interpreter.allocate_tensors()
+            self.interpreters[name] = interpreter
+        interpreter = self.interpreters[name]
+        detail = interpreter.get_input_details()[0]
+        pixels = np.random.default_rng(0).random(detail["shape"]).astype(detail["dtype"])
+
+        def run() -> None:
+            interpreter.set_tensor(detail["index"], pixels)
+            interpreter.invoke()
+
+        return median_ms(run, repeats)
+
+
+def photos(size: int) -> dict[str, np.ndarray]:
+    """The astronaut upscaled to ``size`` px as bench/filter.py downloads it, and t1.jpg."""
+    from skimage import data
+
+    astronaut = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_CUBIC)
+    return {"astronaut": astronaut, "t1": t1_photo()}
+
+
+def compare(image: np.ndarray, models: Models, repeats: int) -> list[tuple[str, float, float]]:
+    """(filter, filter ms, models ms) for each MediaPipe scorer on ``image``."""
+    face_count = FaceCountConfig().build()
+    hands_config, pose = HandsConfig(), BodyPoseConfig().build()
+    hands = hands_config.build()
+    batch = Batch.from_images([image], {S.ALT_TEXT: [""]}, detect_max_side=640)
+    # Every filter scores the image, as timed below, even where face_count rejects it (t1.jpg
+    # has more faces than it keeps).
+    columns = score_batch([face_count, hands, pose], batch, score_rejected=True)
+    scored = batch.with_columns(columns)  # the copy is made: face_count and hands share it
+    complexity = hands_config.detector.model_complexity
+    hand_count = columns[S.HAND_COUNT][0] or 0
+    found_pose = columns[S.BODY_UPPER_VISIBILITY][0] is not None
+    runs = {
+        "face_count": {FACE_MODELS[face_count.config.detector.model]: 1},
+        "hands": {PALM_MODELS[complexity]: 1, HAND_MODELS[complexity]: hand_count},
+        "body_pose": {POSE_DETECTOR: 1, POSE_LANDMARKS: int(found_pose)},
+    }
+    rows = []
+    for flt in (face_count, hands, pose):
+        spent = median_ms(lambda flt=flt: flt.score(scored), repeats)
+        raw = sum(models.invoke_ms(name, repeats) * n for name, n in runs[flt.name].items())
+        rows.append((flt.name, spent, raw))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--image-size", type=int, default=1024)
+    args = parser.parse_args()
+    models = Models()
+    print(f"{'image':10s} {'filter':11s} {'filter ms':>9s} {'models ms':>9s} {'ratio':>6s}")
+    for name, image in photos(args.image_size).items():
+        for flt, spent, raw in compare(image, models, args.repeats):
+            print(f"{name:10s} {flt:11s} {spent:9.2f} {raw:9.2f} {spent / raw:6.2f}")
+
+
+if __name__ == "__main__":
+    main()
