@@ -78,17 +78,18 @@ class Models:
     def __init__(self) -> None:
         import mediapipe
 
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as error:
+            raise SystemExit(f"{error}: pip install -e '.[bench]' (ai-edge-litert)") from error
+        self.interpreter = Interpreter
         self.root = Path(mediapipe.__file__).parent / "modules"
         self.interpreters: dict[str, Any] = {}
 
     def invoke_ms(self, name: str, repeats: int) -> float:
         """Median ms of one ``invoke`` of model ``name`` on an input of its own shape."""
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as error:
-            raise SystemExit(f"{error}: pip install -e '.[bench]' (ai-edge-litert)") from error
         if name not in self.interpreters:
-            interpreter = Interpreter(model_path=str(self.root / name), num_threads=1)
+            interpreter = self.interpreter(model_path=str(self.root / name), num_threads=1)
             interpreter.allocate_tensors()
             self.interpreters[name] = interpreter
         interpreter = self.interpreters[name]
