@@ -1,7 +1,7 @@
 """The chain's MediaPipe scorers against the TFLite models inside them, on one core.
 
-``face_count`` (MediaPipe face detection), ``hands`` and ``body_pose`` are most of the default
-chain's time after ``nsfw`` (docs/filters.md). This times each filter's ``score`` on one image,
+``face_count`` (MediaPipe face detection), ``hands`` and ``body_pose`` take about half of the
+default chain's time (docs/filters.md). This times each filter's ``score`` on one image,
 as the chain gives it (a 1024 px photo whose 640 px detection copy ``face_count`` has already
 made), against the graph's own TFLite models invoked directly through LiteRT (XNNPACK, one
 thread) as often as the graph runs them on that image. The ratio filter / models bounds what
@@ -11,12 +11,13 @@ graphs could save at most: near 1, a faster filter needs cheaper models, not les
 them. LiteRT is a newer TFLite runtime than MediaPipe's, so part of a ratio above 1 can be
 kernels, not code.
 
-What each graph runs per image (``static_image_mode``, mediapipe/modules/*/``*.pbtxt``):
-face detection: its detector once; hands: the palm detector once, the landmark model once per
-palm, up to ``max_hands`` (counted here as the hands returned, so the models' figure is a lower
-bound when a palm is found but no hand); pose: the detector once, the landmark model once when
-a person is found. ``face_mesh`` is not timed: its iris-refining landmark model needs a custom
-op (``Landmarks2TransformMatrix``) that only MediaPipe's own runtime has.
+What each graph runs per image (``static_image_mode``; the graphs are MediaPipe's
+``mediapipe/modules/*/*.pbtxt``): face detection: its detector once; hands: the palm detector
+once, the landmark model once per palm, up to ``max_hands`` (counted here as the hands
+returned, so the models' figure is a lower bound when a palm is found but no hand); pose: the
+detector once, the landmark model once when a person is found. ``face_mesh`` is not timed: its
+iris-refining landmark model needs a custom op (``Landmarks2TransformMatrix``) that only
+MediaPipe's own runtime has.
 
 Needs ``ai-edge-litert`` (``pip install -e '.[bench]'``).
 
