@@ -19,14 +19,21 @@ detector once, the landmark model once when a person is found. ``face_mesh`` is 
 iris-refining landmark model needs a custom op (``Landmarks2TransformMatrix``) that only
 MediaPipe's own runtime has.
 
+``--hands-lite`` instead compares ``hands.detector.model_complexity`` 0 (lite) with 1 (full)
+on ``t1.jpg``, seven rotated, scaled and mirrored copies of it and five demo photos: hands each
+finds on the 640 px detection copy, and lite's hands among full's (box IoU >= 0.5). It
+needs no LiteRT.
+
 Needs ``ai-edge-litert`` (``pip install -e '.[bench]'``).
 
     python bench/mediapipe_models.py --repeats 15
+    python bench/mediapipe_models.py --hands-lite
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import sys
@@ -43,11 +50,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `bench.*` from anywhere
 
-from bench.detectors import t1_photo
+from bench.detectors import rotated, scaled, t1_photo
 from filters import Batch, FaceCountConfig, HandsConfig
 from filters.body_pose import BodyPoseConfig
+from filters.detection_copy import detection_copy
+from filters.hand_detectors import Hand, MediaPipeHandsConfig
 from filters.scoring import score_batch
 from manifests import schema as S
+from pipeline.demo_server import photo_bytes
 
 # The files inside mediapipe/modules/ that each graph runs, by the setting that selects them.
 FACE_MODELS = {
@@ -138,11 +148,53 @@ def compare(image: np.ndarray, models: Models, repeats: int) -> list[tuple[str, 
     return rows
 
 
+def box_iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    width = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    inter = width * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def hands_photos() -> dict[str, np.ndarray]:
+    """t1.jpg, seven copies of it turned, scaled or mirrored, and five demo photos."""
+    from PIL import Image
+
+    t1, none = t1_photo(), np.zeros((0, 2))
+    found = {"t1": t1, "t1_mirrored": np.ascontiguousarray(t1[:, ::-1])}
+    found |= {f"t1_rot{deg}": rotated(t1, none, deg)[0] for deg in (15, -15, 30, 90)}
+    found |= {f"t1_x{factor}": scaled(t1, none, factor)[0] for factor in (0.5, 0.75)}
+    for name in ("astronaut", "astronaut_crop", "grace_hopper", "coffee", "rocket"):
+        with Image.open(io.BytesIO(photo_bytes(name))) as photo:
+            found[name] = np.asarray(photo.convert("RGB"))
+    return found
+
+
+def hands_lite() -> None:
+    """Hands found by the lite and the full MediaPipe models, and how many agree."""
+    full = MediaPipeHandsConfig(model_complexity=1).build()
+    lite = MediaPipeHandsConfig(model_complexity=0).build()
+    totals = np.zeros(3, dtype=int)
+    print(f"{'image':14s} {'full':>4s} {'lite':>4s} {'lite among full':>15s}")
+    for name, image in hands_photos().items():
+        copy = detection_copy(np.ascontiguousarray(image), 640)
+        by_full: list[Hand] = copy.to_full(full.detect(copy.rgb))
+        by_lite: list[Hand] = copy.to_full(lite.detect(copy.rgb))
+        agree = sum(any(box_iou(a.box, b.box) >= 0.5 for a in by_full) for b in by_lite)
+        totals += (len(by_full), len(by_lite), agree)
+        print(f"{name:14s} {len(by_full):4d} {len(by_lite):4d} {agree:15d}")
+    print(f"{'all':14s} {totals[0]:4d} {totals[1]:4d} {totals[2]:15d}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--image-size", type=int, default=1024)
+    parser.add_argument("--hands-lite", action="store_true", help="lite vs full hand models")
     args = parser.parse_args()
+    if args.hands_lite:
+        hands_lite()
+        return
     models = Models()
     print(f"{'image':10s} {'filter':11s} {'filter ms':>9s} {'models ms':>9s} {'ratio':>6s}")
     for name, image in photos(args.image_size).items():
