@@ -143,7 +143,7 @@ def compare(image: np.ndarray, models: Models, repeats: int) -> list[tuple[str, 
     rows = []
     for flt in (face_count, hands, pose):
         spent = median_ms(lambda flt=flt: flt.score(scored), repeats)
-        raw = sum(models.invoke_ms(name, repeats) * n for name, n in runs[flt.name].items())
+        raw = sum(models.invoke_ms(name, repeats) * n for name, n in runs[flt.name].items() if n)
         rows.append((flt.name, spent, raw))
     return rows
 
