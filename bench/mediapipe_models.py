@@ -21,7 +21,7 @@ MediaPipe's own runtime has.
 
 ``--hands-lite`` instead compares ``hands.detector.model_complexity`` 0 (lite) with 1 (full)
 on ``t1.jpg``, seven rotated, scaled and mirrored copies of it and five demo photos: hands each
-finds on the 640 px detection copy, and lite's hands among full's (box IoU >= 0.5). It
+finds on the stage's detection copy (640 px), and lite's hands among full's (box IoU >= 0.5). It
 needs no LiteRT.
 
 Needs ``ai-edge-litert`` (``pip install -e '.[bench]'``).
@@ -58,6 +58,7 @@ from filters.hand_detectors import Hand, MediaPipeHandsConfig
 from filters.scoring import score_batch
 from manifests import schema as S
 from pipeline.demo_server import photo_bytes
+from stages.filter import FilterStageConfig
 
 # The files inside mediapipe/modules/ that each graph runs, by the setting that selects them.
 FACE_MODELS = {
@@ -70,6 +71,8 @@ HAND_MODELS = {0: "hand_landmark/hand_landmark_lite.tflite",
                1: "hand_landmark/hand_landmark_full.tflite"}  # fmt: skip
 POSE_DETECTOR = "pose_detection/pose_detection.tflite"
 POSE_LANDMARKS = "pose_landmark/pose_landmark_full.tflite"  # complexity 1, the one shipped
+# The filter stage's detection copy, as the chain makes it.
+DETECT_MAX_SIDE = FilterStageConfig().detect_max_side
 
 
 def median_ms(call: Callable[[], Any], repeats: int) -> float:
@@ -127,7 +130,7 @@ def compare(image: np.ndarray, models: Models, repeats: int) -> list[tuple[str, 
     face_count = FaceCountConfig().build()
     hands_config, pose = HandsConfig(), BodyPoseConfig().build()
     hands = hands_config.build()
-    batch = Batch.from_images([image], {S.ALT_TEXT: [""]}, detect_max_side=640)
+    batch = Batch.from_images([image], {S.ALT_TEXT: [""]}, detect_max_side=DETECT_MAX_SIDE)
     # Every filter scores the image, as timed below, even where face_count rejects it (t1.jpg
     # has more faces than it keeps).
     columns = score_batch([face_count, hands, pose], batch, score_rejected=True)
@@ -177,7 +180,7 @@ def hands_lite() -> None:
     totals = np.zeros(3, dtype=int)
     print(f"{'image':14s} {'full':>4s} {'lite':>4s} {'lite among full':>15s}")
     for name, image in hands_photos().items():
-        copy = detection_copy(np.ascontiguousarray(image), 640)
+        copy = detection_copy(image, DETECT_MAX_SIDE)
         by_full: list[Hand] = copy.to_full(full.detect(copy.rgb))
         by_lite: list[Hand] = copy.to_full(lite.detect(copy.rgb))
         agree = sum(any(box_iou(a.box, b.box) >= 0.5 for a in by_full) for b in by_lite)
